@@ -1,0 +1,24 @@
+/*
+ * jobq-private.h - helpers shared by the core's .c files only (never installed).
+ */
+#ifndef JOBQ_PRIVATE_H
+#define JOBQ_PRIVATE_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <time.h>
+
+/* Cache line size used to keep hot fields of different threads apart (false sharing). */
+#define JOBQ__CACHE_LINE 64
+
+/* Initialise a condition variable that measures timeouts on CLOCK_MONOTONIC, so timed waits
+ * are immune to wall-clock jumps. Returns 0 or a positive errno. */
+int jobq__cond_init_monotonic(pthread_cond_t *cond);
+
+/* Absolute CLOCK_MONOTONIC deadline timeout_ns from now (saturating). */
+struct timespec jobq__deadline(uint64_t timeout_ns);
+
+/* Nanoseconds on CLOCK_MONOTONIC. */
+uint64_t jobq__now_ns(void);
+
+#endif /* JOBQ_PRIVATE_H */
