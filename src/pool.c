@@ -2,30 +2,37 @@
  * pool.c - jobq_pool: a fixed set of worker threads draining a bounded FIFO of jobs.
  *
  * DESIGN
- * The queue is a ring of `struct entry` (a copied jobq_job plus its group) guarded by one mutex
- * with three condition variables: `work` (idle workers), `space` (blocked submitters) and `idle`
- * (jobq_pool_wait callers). The costs that matter for small jobs are system calls and cache-line
- * traffic, so:
- *   - nobody signals unless somebody sleeps (sleeper counts under the lock), and a submitter wakes
- *     at most one idle worker per job it queues, counting wake-ups already in flight;
- *   - a blocked submitter is woken only once the queue has drained to a low-water mark (half the
+ * The FIFO is the lock-free ring of ring.h (one CAS per push, one per batch of pops). Locks and
+ * condition variables are used only to *park*: a worker that finds the ring empty, a submitter
+ * that finds it full, a jobq_pool_wait caller. The costs that matter for small jobs are system
+ * calls, pre-emption and cache-line traffic, so:
+ *   - nobody signals unless somebody sleeps: sleeper counts are atomics checked after a
+ *     seq_cst fence (the Dekker pattern below), and a submitter wakes one idle worker at a time,
+ *     counting wake-ups still in flight;
+ *   - a worker spins briefly on an empty ring before sleeping (a job usually follows at once);
+ *   - a blocked submitter is woken only once the ring has drained to a low-water mark (half the
  *     capacity), so it refills in one burst instead of pre-empting a busy worker per job;
- *   - a worker claims a small batch of jobs per lock round-trip when the queue is long (never more
- *     than its fair share, so long jobs still spread over all workers) and accounts for the batch
- *     at once: one atomic subtraction from `outstanding`, per-worker counters on the worker's own
- *     cache line, and one pair of clock reads per batch for the busy time.
+ *   - a worker claims a batch of jobs with one CAS when the ring is long (half the ready run, so
+ *     long jobs still spread over all workers) and accounts for the batch at once, on counters
+ *     in its own cache line, with one pair of clock reads.
  *
- * Shutdown is by sentinel: after `closed` is set no job is accepted; one sentinel entry (run ==
- * NULL, which users cannot submit) per worker is queued behind the real jobs, so FIFO order
- * drains the work first; a worker that takes a sentinel exits; then all are joined. DISCARD mode
- * first removes the queued real jobs (calling done with JOBQ_ECANCELED).
+ * Lost wake-up freedom (Dekker): a sleeper increments its sleeper count (seq_cst), re-checks the
+ * ring, and only then waits under the park lock; the other side changes the ring, issues a
+ * seq_cst fence, and reads the count. At least one of them sees the other's write; if the waker
+ * sees the sleeper it signals under the same lock, which the sleeper holds until it waits.
  *
- * Nested submission: a worker that submits into its own pool's full queue would wait for space
+ * Shutdown is by sentinel: `closed` is set (new submits fail), in-flight submitters are waited
+ * out, and one sentinel entry (run == NULL, which users cannot submit) per worker is queued
+ * behind the real jobs, so FIFO order drains the work first; a worker that takes a sentinel
+ * exits (handing back any extra sentinels its batch took); then all are joined. DISCARD mode
+ * first pops the queued real jobs itself and calls their done with JOBQ_ECANCELED.
+ *
+ * Nested submission: a worker that submits into its own pool's full ring would wait for space
  * only workers can make - with one worker, forever. It runs the job inline instead ("caller
  * runs"). A worker's parallel_for likewise takes chunks itself and never waits for queued work.
  *
- * Accounting: `outstanding` = jobs accepted and not yet finished (queued, claimed or running).
- * Invariant at rest: stats.submitted == completed + discarded.
+ * Accounting: outstanding work = accepted - finished (see struct jobq_pool).
+ * At rest: stats.submitted == completed + discarded.
  *
  * LOCK ORDER: pool->lock, then group->lock or pf->lock. User code never runs with a lock held.
  */
@@ -39,9 +46,18 @@
 #include <jobq.h>
 
 #include "jobq-private.h"
+#include "ring.h"
 
 #define DEFAULT_CAPACITY 1024
 #define MAX_BATCH 32
+/* Empty-ring polls before a worker parks; each is a `pause` (tens of ns), so ~ a few µs. */
+#define SPIN_POLLS 256
+
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#else
+#define cpu_relax() atomic_signal_fence(memory_order_seq_cst)
+#endif
 
 struct jobq_group {
     jobq_pool *pool;
@@ -50,11 +66,6 @@ struct jobq_group {
     atomic_size_t outstanding;
     atomic_int first_err;
     unsigned waiters; /* under lock */
-};
-
-struct entry {
-    jobq_job job;
-    jobq_group *group;
 };
 
 /* Per-worker state; aligned so workers never write to each other's cache lines. */
@@ -66,46 +77,53 @@ struct worker {
     atomic_uint_fast64_t completed;
     atomic_uint_fast64_t failed;
     atomic_uint_fast64_t busy_ns;
-    struct entry batch[MAX_BATCH];
+    struct jobq__entry batch[MAX_BATCH];
 };
 
 struct jobq_pool {
-    /* Everything from here to `closed` is under `lock`. */
-    pthread_mutex_t lock;
+    struct jobq__ring ring;
+
+    /*
+     * Submitter side, written on every submit. `accepted` counts jobs taken in (queued or run
+     * inline, minus submits that failed after counting themselves in). There is deliberately no
+     * shared "outstanding" counter: workers would write it per job, bouncing its cache line to
+     * the submitter per job. Outstanding work is accepted - finished, where finished is summed
+     * from counters that each live on their writer's cache line (see finished_count()).
+     */
+    _Alignas(JOBQ__CACHE_LINE) atomic_uint_fast64_t accepted;
+    atomic_uint_fast64_t refused; /* counted in, then not queued (closed, full, timeout) */
+    atomic_uint inflight;         /* submitters between their closed-check and their push */
+    /* Read on every submit, written rarely: parking state and flags. */
+    _Alignas(JOBQ__CACHE_LINE) atomic_uint work_sleepers;
+    atomic_uint wakes_pending;    /* signals sent to `work` not yet consumed */
+    atomic_uint space_sleepers;
+    atomic_uint waiters;          /* threads in jobq_pool_wait or shutdown */
+    atomic_int closed;
+    /* Written by workers each time they start or stop searching; read only before a signal. */
+    _Alignas(JOBQ__CACHE_LINE) atomic_uint searching;
+    atomic_int first_err;
+    _Alignas(JOBQ__CACHE_LINE)
+pthread_mutex_t lock;
     pthread_cond_t work;  /* workers wait for jobs */
     pthread_cond_t space; /* submitters wait for room */
-    pthread_cond_t idle;  /* jobq_pool_wait waits for outstanding == 0 */
-    struct entry *ring;
-    size_t capacity;
-    size_t head;
-    size_t count;
-    size_t low_water;
-    unsigned idle_workers;
-    unsigned wakes_pending;  /* signals sent to `work` not yet consumed */
-    unsigned blocked_submitters;
-    unsigned waiters;        /* threads in jobq_pool_wait */
-    int closed;
-    int shut_down;           /* workers joined */
+    pthread_cond_t idle;  /* jobq_pool_wait / shutdown / create wait here */
 
-    /* Read without the lock (atomics). */
-    _Alignas(JOBQ__CACHE_LINE) atomic_size_t outstanding;
-    atomic_int first_err;
-    atomic_uint_fast64_t submitted;
-    atomic_uint_fast64_t discarded;
+    /* Rarely written. */
+    _Alignas(JOBQ__CACHE_LINE) atomic_uint_fast64_t discarded;
     atomic_uint_fast64_t caller_runs;
     atomic_uint_fast64_t producer_blocks;
-    atomic_uint_fast64_t caller_completed; /* jobs run inline by submitters or shutdown */
+    atomic_uint_fast64_t caller_completed; /* jobs run inline by a submitting worker */
     atomic_uint_fast64_t caller_failed;
     atomic_size_t high_water;
-
+    size_t low_water;
     unsigned threads;
     jobq_worker_init_fn worker_init;
     jobq_worker_fini_fn worker_fini;
     void *hook_arg;
     char name[12];
-    /* Startup handshake: workers report their init result. Under lock. */
-    unsigned started;
-    int init_err;
+    unsigned started;     /* under lock: workers past their init hook */
+    int init_err;         /* under lock */
+    int shut_down;        /* under lock: workers joined */
     struct worker *workers;
 };
 
@@ -138,13 +156,24 @@ record_error(atomic_int *slot, int err)
         (void)atomic_compare_exchange_strong(slot, &expected, err);
 }
 
+/* Wake every thread parked on `cond` if `sleepers` says there is one. Call after a seq_cst
+ * fence that follows the state change the sleepers wait for. */
+static void
+wake_all(jobq_pool *pool, atomic_uint *sleepers, pthread_cond_t *cond)
+{
+    if (atomic_load(sleepers) > 0) {
+        (void)pthread_mutex_lock(&pool->lock);
+        (void)pthread_cond_broadcast(cond);
+        (void)pthread_mutex_unlock(&pool->lock);
+    }
+}
+
 /* A group job finished: drop the group's count and wake its waiters at zero. */
 static void
 group_finish(jobq_group *g, int err)
 {
     record_error(&g->first_err, err);
-    /* seq_cst pairs with the waiter's seq_cst increment of `waiters`: one of the two sees the
-     * other, so a waiter is never left asleep on a finished group. */
+    /* seq_cst pairs with the waiter, which re-checks `outstanding` under g->lock. */
     if (atomic_fetch_sub(&g->outstanding, 1) == 1) {
         (void)pthread_mutex_lock(&g->lock);
         if (g->waiters > 0)
@@ -153,23 +182,29 @@ group_finish(jobq_group *g, int err)
     }
 }
 
-/* n jobs finished: drop `outstanding` and wake jobq_pool_wait callers at zero. */
-static void
-pool_finish(jobq_pool *pool, size_t n)
+/* Jobs that will never run again: completed by workers or inline, discarded, or refused. */
+static uint64_t
+finished_count(const jobq_pool *pool)
 {
-    if (n == 0)
-        return;
-    if (atomic_fetch_sub(&pool->outstanding, n) == n) {
-        (void)pthread_mutex_lock(&pool->lock);
-        if (pool->waiters > 0)
-            (void)pthread_cond_broadcast(&pool->idle);
-        (void)pthread_mutex_unlock(&pool->lock);
-    }
+    uint64_t n = atomic_load(&pool->caller_completed) + atomic_load(&pool->discarded) +
+                 atomic_load(&pool->refused);
+    unsigned i;
+
+    for (i = 0; i < pool->threads; i++)
+        n += atomic_load(&pool->workers[i].completed);
+    return n;
+}
+
+/* Jobs finished (the counters are already bumped, seq_cst): wake waiters, who recount. */
+static void
+pool_finish(jobq_pool *pool)
+{
+    wake_all(pool, &pool->waiters, &pool->idle);
 }
 
 /* Run one job with no lock held; returns its error. */
 static int
-run_entry(jobq_pool *pool, const struct entry *e)
+run_entry(jobq_pool *pool, const struct jobq__entry *e)
 {
     int err = e->job.run(e->job.arg);
 
@@ -181,36 +216,110 @@ run_entry(jobq_pool *pool, const struct entry *e)
     return err;
 }
 
-/* Take up to `max` real jobs from the head into out[]. Stops before a sentinel; returns 0 with
- * *sentinel set when the head is a sentinel. Under lock. */
-static size_t
-take_batch(jobq_pool *pool, struct entry *out, size_t max, int *sentinel)
+/* A ring change made room: wake blocked submitters once the ring is down to low water. */
+static void
+made_room(jobq_pool *pool)
 {
-    size_t n = 0;
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&pool->space_sleepers, memory_order_relaxed) > 0 &&
+        jobq__ring_size(&pool->ring) <= pool->low_water)
+        wake_all(pool, &pool->space_sleepers, &pool->space);
+}
 
-    *sentinel = 0;
-    while (n < max && pool->count > 0) {
-        struct entry *e = &pool->ring[pool->head];
-        if (e->job.run == NULL) {
-            if (n == 0) {
-                *sentinel = 1;
-                pool->head = (pool->head + 1) % pool->capacity;
-                pool->count--;
-            }
-            break;
+/*
+ * A job was queued: wake one parked worker, unless a worker is searching (spinning on the ring:
+ * it will take the job within microseconds, and if it gives up it re-checks the ring after
+ * announcing itself as a sleeper) or enough wake-ups are already on their way. This is what
+ * keeps tiny jobs free of system calls: workers are not woken per job, a searcher picks them up.
+ */
+static void
+made_work(jobq_pool *pool)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&pool->work_sleepers, memory_order_relaxed) >
+            atomic_load_explicit(&pool->wakes_pending, memory_order_relaxed) &&
+        atomic_load_explicit(&pool->searching, memory_order_relaxed) == 0) {
+        (void)pthread_mutex_lock(&pool->lock);
+        if (atomic_load(&pool->work_sleepers) > atomic_load(&pool->wakes_pending)) {
+            atomic_fetch_add(&pool->wakes_pending, 1);
+            (void)pthread_cond_signal(&pool->work);
         }
-        out[n++] = *e;
-        pool->head = (pool->head + 1) % pool->capacity;
-        pool->count--;
+        (void)pthread_mutex_unlock(&pool->lock);
     }
+}
+
+/* Pop a batch for worker w. Returns the batch size, 0 when the ring is empty. */
+static size_t
+worker_pop(jobq_pool *pool, struct worker *w)
+{
+    size_t n;
+
+    /* With several workers take at most half of the ready run (the ring caps it at
+     * MAX_BATCH), so long jobs still spread over all workers. */
+    n = jobq__ring_try_pop(&pool->ring, w->batch, MAX_BATCH, pool->threads > 1);
+    if (n > 0)
+        made_room(pool);
     return n;
 }
 
-static void
-wake_submitters(jobq_pool *pool)
+/*
+ * Claim a batch for worker w, searching then parking while the ring is empty. At most half the
+ * workers (at least one) search at a time: on an oversubscribed machine more spinners would only
+ * steal the CPU from the submitter they are waiting for.
+ */
+static size_t
+worker_take(jobq_pool *pool, struct worker *w)
 {
-    if (pool->blocked_submitters > 0 && pool->count <= pool->low_water)
-        (void)pthread_cond_broadcast(&pool->space);
+    unsigned spins, max_searching = pool->threads / 2 > 0 ? pool->threads / 2 : 1;
+    size_t n;
+
+    for (;;) {
+        n = worker_pop(pool, w);
+        if (n > 0)
+            return n;
+        if (atomic_fetch_add(&pool->searching, 1) < max_searching) {
+            for (spins = 0; spins < SPIN_POLLS; spins++) {
+                cpu_relax();
+                if (jobq__ring_ready(&pool->ring) && (n = worker_pop(pool, w)) > 0)
+                    break;
+            }
+            atomic_fetch_sub(&pool->searching, 1);
+            if (n > 0) {
+                /* We stop searching: if more is queued, pass the baton to a parked worker. */
+                if (jobq__ring_size(&pool->ring) > 0)
+                    made_work(pool);
+                return n;
+            }
+        } else {
+            atomic_fetch_sub(&pool->searching, 1);
+        }
+        (void)pthread_mutex_lock(&pool->lock);
+        atomic_fetch_add(&pool->work_sleepers, 1);
+        atomic_thread_fence(memory_order_seq_cst);
+        if (jobq__ring_size(&pool->ring) == 0) {
+            (void)pthread_cond_wait(&pool->work, &pool->lock);
+            if (atomic_load(&pool->wakes_pending) > 0)
+                atomic_fetch_sub(&pool->wakes_pending, 1);
+        }
+        atomic_fetch_sub(&pool->work_sleepers, 1);
+        (void)pthread_mutex_unlock(&pool->lock);
+    }
+}
+
+/* Push an entry, parking while the ring is full (sentinels and nested-free paths). */
+static void
+push_blocking(jobq_pool *pool, const struct jobq__entry *e)
+{
+    while (jobq__ring_try_push(&pool->ring, e) != 0) {
+        (void)pthread_mutex_lock(&pool->lock);
+        atomic_fetch_add(&pool->space_sleepers, 1);
+        atomic_thread_fence(memory_order_seq_cst);
+        if (jobq__ring_size(&pool->ring) >= pool->ring.limit)
+            (void)pthread_cond_wait(&pool->space, &pool->lock);
+        atomic_fetch_sub(&pool->space_sleepers, 1);
+        (void)pthread_mutex_unlock(&pool->lock);
+    }
+    made_work(pool);
 }
 
 static void *
@@ -218,6 +327,7 @@ worker_main(void *arg)
 {
     struct worker *w = arg;
     jobq_pool *pool = w->pool;
+    struct jobq__entry sentinel;
     char name[16];
     int err = 0;
 
@@ -234,41 +344,30 @@ worker_main(void *arg)
     (void)pthread_cond_broadcast(&pool->idle);
     (void)pthread_mutex_unlock(&pool->lock);
 
+    memset(&sentinel, 0, sizeof(sentinel));
     for (;;) {
-        size_t n, i, max, fair;
-        int sentinel;
+        size_t n = worker_take(pool, w), i, real, extra;
         uint64_t t0, failed = 0;
 
-        (void)pthread_mutex_lock(&pool->lock);
-        while (pool->count == 0) {
-            pool->idle_workers++;
-            (void)pthread_cond_wait(&pool->work, &pool->lock);
-            pool->idle_workers--;
-            if (pool->wakes_pending > 0)
-                pool->wakes_pending--;
-        }
-        /* Claim a batch only when the queue is long: at most a fair share of it per worker. */
-        fair = pool->count / (2 * (size_t)pool->threads);
-        max = fair < 1 ? 1 : fair > MAX_BATCH ? MAX_BATCH : fair;
-        n = take_batch(pool, w->batch, max, &sentinel);
-        wake_submitters(pool);
-        /* More work left and someone idle: pass the baton so queued jobs don't wait on us. */
-        if (pool->count > 0 && pool->idle_workers > pool->wakes_pending) {
-            pool->wakes_pending++;
-            (void)pthread_cond_signal(&pool->work);
-        }
-        (void)pthread_mutex_unlock(&pool->lock);
-        if (sentinel)
-            break;
-
+        /* Sentinels come after every real job, so a batch is real jobs then sentinels. */
+        for (real = 0; real < n && w->batch[real].job.run != NULL; real++)
+            ;
         t0 = jobq__now_ns();
-        for (i = 0; i < n; i++)
+        for (i = 0; i < real; i++)
             failed += run_entry(pool, &w->batch[i]) != 0;
-        atomic_fetch_add_explicit(&w->busy_ns, jobq__now_ns() - t0, memory_order_relaxed);
-        atomic_fetch_add_explicit(&w->completed, n, memory_order_relaxed);
-        if (failed > 0)
-            atomic_fetch_add_explicit(&w->failed, failed, memory_order_relaxed);
-        pool_finish(pool, n);
+        if (real > 0) {
+            atomic_fetch_add_explicit(&w->busy_ns, jobq__now_ns() - t0, memory_order_relaxed);
+            if (failed > 0)
+                atomic_fetch_add_explicit(&w->failed, failed, memory_order_relaxed);
+            atomic_fetch_add(&w->completed, real);
+            pool_finish(pool);
+        }
+        if (real < n) {
+            /* Ours is the first; the others belong to other workers: hand them back. */
+            for (extra = n - real - 1; extra > 0; extra--)
+                push_blocking(pool, &sentinel);
+            break;
+        }
     }
 
     if (pool->worker_fini != NULL && err == 0)
@@ -277,25 +376,7 @@ worker_main(void *arg)
     return NULL;
 }
 
-/* Append an entry (sentinels too). Under lock; caller checked there is room. */
-static void
-push_entry(jobq_pool *pool, const struct entry *e)
-{
-    size_t tail = (pool->head + pool->count) % pool->capacity;
-    size_t hw;
-
-    pool->ring[tail] = *e;
-    pool->count++;
-    hw = atomic_load_explicit(&pool->high_water, memory_order_relaxed);
-    if (pool->count > hw)
-        atomic_store_explicit(&pool->high_water, pool->count, memory_order_relaxed);
-    if (pool->idle_workers > pool->wakes_pending) {
-        pool->wakes_pending++;
-        (void)pthread_cond_signal(&pool->work);
-    }
-}
-
-/* Join every started worker. Called without the lock after sentinels are queued. */
+/* Join every started worker. */
 static void
 join_workers(jobq_pool *pool)
 {
@@ -306,21 +387,14 @@ join_workers(jobq_pool *pool)
             (void)pthread_join(pool->workers[i].thread, NULL);
 }
 
-/* Queue one sentinel per started worker, waiting for room like a submitter. Under lock. */
 static void
 queue_sentinels(jobq_pool *pool, unsigned n)
 {
-    struct entry sentinel;
+    struct jobq__entry sentinel;
 
     memset(&sentinel, 0, sizeof(sentinel));
-    while (n-- > 0) {
-        while (pool->count == pool->capacity) {
-            pool->blocked_submitters++;
-            (void)pthread_cond_wait(&pool->space, &pool->lock);
-            pool->blocked_submitters--;
-        }
-        push_entry(pool, &sentinel);
-    }
+    while (n-- > 0)
+        push_blocking(pool, &sentinel);
 }
 
 static void
@@ -330,8 +404,8 @@ pool_free(jobq_pool *pool)
     (void)pthread_cond_destroy(&pool->space);
     (void)pthread_cond_destroy(&pool->work);
     (void)pthread_mutex_destroy(&pool->lock);
+    jobq__ring_fini(&pool->ring);
     free(pool->workers);
-    free(pool->ring);
     free(pool);
 }
 
@@ -340,6 +414,7 @@ jobq_pool_create(jobq_pool **ret_pool, const jobq_pool_options *opts)
 {
     jobq_pool_options defaults;
     jobq_pool *pool;
+    size_t wbytes;
     unsigned i, started = 0;
     int err = 0;
 
@@ -349,42 +424,37 @@ jobq_pool_create(jobq_pool **ret_pool, const jobq_pool_options *opts)
     }
     if (ret_pool == NULL || opts->threads == 0 || opts->capacity == 0)
         return JOBQ_EINVAL;
-    /* The ring also holds one sentinel per worker at shutdown; make sure that always fits
-     * eventually (it does: sentinels wait for room), and reject absurd sizes early. */
-    if (opts->capacity > SIZE_MAX / sizeof(struct entry))
-        return JOBQ_EOVERFLOW;
+    if (opts->threads > 65536)
+        return JOBQ_EINVAL;
 
-    pool = calloc(1, sizeof(*pool));
+    pool = aligned_alloc(JOBQ__CACHE_LINE, sizeof(*pool));
     if (pool == NULL)
         return JOBQ_ENOMEM;
-    pool->ring = calloc(opts->capacity, sizeof(struct entry));
-    pool->workers = aligned_alloc(JOBQ__CACHE_LINE,
-                                  ((opts->threads * sizeof(struct worker) + JOBQ__CACHE_LINE - 1) /
-                                   JOBQ__CACHE_LINE) * JOBQ__CACHE_LINE);
-    if (pool->ring == NULL || pool->workers == NULL) {
-        free(pool->ring);
-        free(pool->workers);
+    memset(pool, 0, sizeof(*pool));
+    err = jobq__ring_init(&pool->ring, opts->capacity);
+    if (err != 0) {
+        free(pool);
+        return err;
+    }
+    wbytes = opts->threads * sizeof(struct worker); /* a multiple of the cache line */
+    pool->workers = aligned_alloc(JOBQ__CACHE_LINE, wbytes);
+    if (pool->workers == NULL) {
+        jobq__ring_fini(&pool->ring);
         free(pool);
         return JOBQ_ENOMEM;
     }
-    memset(pool->workers, 0, opts->threads * sizeof(struct worker));
-    if (pthread_mutex_init(&pool->lock, NULL) != 0 || pthread_cond_init(&pool->work, NULL) != 0 ||
-        pthread_cond_init(&pool->space, NULL) != 0 || pthread_cond_init(&pool->idle, NULL) != 0) {
-        /* glibc's init functions cannot fail for default attributes; be safe anyway. */
-        free(pool->ring);
-        free(pool->workers);
-        free(pool);
-        return JOBQ_ENOMEM;
-    }
-    pool->capacity = opts->capacity;
+    memset(pool->workers, 0, wbytes);
+    /* glibc's init functions cannot fail with default attributes. */
+    (void)pthread_mutex_init(&pool->lock, NULL);
+    (void)pthread_cond_init(&pool->work, NULL);
+    (void)pthread_cond_init(&pool->space, NULL);
+    (void)pthread_cond_init(&pool->idle, NULL);
     pool->low_water = opts->capacity / 2;
     pool->threads = opts->threads;
     pool->worker_init = opts->worker_init;
     pool->worker_fini = opts->worker_fini;
     pool->hook_arg = opts->hook_arg;
     (void)snprintf(pool->name, sizeof(pool->name), "%s", opts->name ? opts->name : "jobq");
-    atomic_init(&pool->outstanding, 0);
-    atomic_init(&pool->first_err, 0);
 
     for (i = 0; i < opts->threads; i++) {
         struct worker *w = &pool->workers[i];
@@ -403,13 +473,11 @@ jobq_pool_create(jobq_pool **ret_pool, const jobq_pool_options *opts)
         (void)pthread_cond_wait(&pool->idle, &pool->lock);
     if (err == 0)
         err = pool->init_err;
-    if (err != 0) {
-        pool->closed = 1;
-        queue_sentinels(pool, started);
-    }
     (void)pthread_mutex_unlock(&pool->lock);
 
     if (err != 0) {
+        atomic_store(&pool->closed, 1);
+        queue_sentinels(pool, started);
         join_workers(pool);
         pool_free(pool);
         return err;
@@ -421,75 +489,135 @@ jobq_pool_create(jobq_pool **ret_pool, const jobq_pool_options *opts)
 enum submit_kind { SUBMIT_BLOCK, SUBMIT_TRY, SUBMIT_TIMED };
 
 /* Run a job inline on the submitting worker (caller runs); counts it as submitted+completed. */
-static int
-run_inline(jobq_pool *pool, const struct entry *e)
+static void
+run_inline(jobq_pool *pool, const struct jobq__entry *e)
 {
     int err;
 
-    atomic_fetch_add_explicit(&pool->submitted, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&pool->caller_runs, 1, memory_order_relaxed);
     err = run_entry(pool, e);
-    atomic_fetch_add_explicit(&pool->caller_completed, 1, memory_order_relaxed);
     if (err != 0)
         atomic_fetch_add_explicit(&pool->caller_failed, 1, memory_order_relaxed);
-    return 0;
+    atomic_fetch_add(&pool->caller_completed, 1);
+    pool_finish(pool);
+}
+
+/* A job was queued: sample the high-water mark now and then (reading `head` on every push
+ * would pull the consumers' cache line to the submitter each time), exactly when full. */
+static void
+sample_high_water(jobq_pool *pool, int full)
+{
+    size_t size = full ? pool->ring.limit : jobq__ring_size(&pool->ring);
+    size_t hw = atomic_load_explicit(&pool->high_water, memory_order_relaxed);
+
+    while (size > hw && !atomic_compare_exchange_weak_explicit(&pool->high_water, &hw, size,
+                                                               memory_order_relaxed,
+                                                               memory_order_relaxed))
+        ;
+}
+
+/* Job queued: bookkeeping shared by every submit path. */
+static void
+queued(jobq_pool *pool)
+{
+    uint64_t n = atomic_load_explicit(&pool->accepted, memory_order_relaxed);
+
+    if ((n & 31) == 0)
+        sample_high_water(pool, 0);
+    made_work(pool);
+}
+
+/* Leave the submit critical section; the last one out wakes a shutdown waiting for it. */
+static void
+submit_leave(jobq_pool *pool)
+{
+    if (atomic_fetch_sub(&pool->inflight, 1) == 1 && atomic_load(&pool->closed))
+        wake_all(pool, &pool->waiters, &pool->idle);
+}
+
+/* Park until the ring has room or the pool closes. Returns 0, or JOBQ_ETIMEDOUT. */
+static int
+wait_for_space(jobq_pool *pool, enum submit_kind kind, const struct timespec *deadline)
+{
+    int r = 0;
+
+    (void)pthread_mutex_lock(&pool->lock);
+    atomic_fetch_add(&pool->space_sleepers, 1);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (jobq__ring_size(&pool->ring) >= pool->ring.limit && !atomic_load(&pool->closed)) {
+        atomic_fetch_add_explicit(&pool->producer_blocks, 1, memory_order_relaxed);
+        if (kind == SUBMIT_TIMED)
+            r = pthread_cond_timedwait(&pool->space, &pool->lock, deadline) == ETIMEDOUT
+                    ? JOBQ_ETIMEDOUT
+                    : 0;
+        else
+            (void)pthread_cond_wait(&pool->space, &pool->lock);
+    }
+    atomic_fetch_sub(&pool->space_sleepers, 1);
+    (void)pthread_mutex_unlock(&pool->lock);
+    return r;
 }
 
 static int
-submit_entry(jobq_pool *pool, const struct entry *e, enum submit_kind kind, uint64_t timeout_ns)
+submit_entry(jobq_pool *pool, const struct jobq__entry *e, enum submit_kind kind,
+             uint64_t timeout_ns)
 {
     struct timespec deadline = {0, 0};
-    int blocked = 0, r;
+    int r = 0;
 
     if (pool == NULL || e->job.run == NULL)
         return JOBQ_EINVAL;
-    if (kind == SUBMIT_TIMED)
-        deadline = jobq__deadline(timeout_ns);
-
-    (void)pthread_mutex_lock(&pool->lock);
-    for (;;) {
-        if (pool->closed) {
-            (void)pthread_mutex_unlock(&pool->lock);
-            return JOBQ_ECLOSED;
-        }
-        if (pool->count < pool->capacity)
-            break;
-        if (kind == SUBMIT_TRY) {
-            (void)pthread_mutex_unlock(&pool->lock);
-            return JOBQ_EAGAIN;
-        }
-        if (is_own_worker(pool)) {
-            (void)pthread_mutex_unlock(&pool->lock);
-            return run_inline(pool, e);
-        }
-        if (!blocked) {
-            blocked = 1;
-            atomic_fetch_add_explicit(&pool->producer_blocks, 1, memory_order_relaxed);
-        }
-        pool->blocked_submitters++;
-        if (kind == SUBMIT_TIMED) {
-            r = pthread_cond_timedwait(&pool->space, &pool->lock, &deadline);
-        } else {
-            (void)pthread_cond_wait(&pool->space, &pool->lock);
-            r = 0;
-        }
-        pool->blocked_submitters--;
-        if (r == ETIMEDOUT && pool->count == pool->capacity && !pool->closed) {
-            (void)pthread_mutex_unlock(&pool->lock);
-            return JOBQ_ETIMEDOUT;
-        }
-    }
+    /* Count ourselves in before checking `closed`: shutdown sets closed, then waits for
+     * inflight to drain before queueing sentinels, so no job can land behind a sentinel.
+     * The job is counted as accepted before it is visible to workers, so finished can never
+     * overtake accepted. */
+    atomic_fetch_add(&pool->inflight, 1);
     if (e->group != NULL)
         atomic_fetch_add(&e->group->outstanding, 1);
-    atomic_fetch_add_explicit(&pool->outstanding, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&pool->submitted, 1, memory_order_relaxed);
-    push_entry(pool, e);
-    (void)pthread_mutex_unlock(&pool->lock);
-    return 0;
+    atomic_fetch_add(&pool->accepted, 1);
+    for (;;) {
+        if (atomic_load(&pool->closed)) {
+            r = JOBQ_ECLOSED;
+            break;
+        }
+        if (jobq__ring_try_push(&pool->ring, e) == 0) {
+            queued(pool);
+            submit_leave(pool);
+            return 0;
+        }
+        sample_high_water(pool, 1);
+        if (kind == SUBMIT_TRY) {
+            r = JOBQ_EAGAIN;
+            break;
+        }
+        if (is_own_worker(pool)) {
+            submit_leave(pool);
+            run_inline(pool, e);
+            return 0;
+        }
+        if (kind == SUBMIT_TIMED && deadline.tv_sec == 0 && deadline.tv_nsec == 0)
+            deadline = jobq__deadline(timeout_ns);
+        r = wait_for_space(pool, kind, &deadline);
+        if (r != 0) {
+            if (jobq__ring_try_push(&pool->ring, e) != 0)
+                break;
+            /* Room appeared just as we timed out: the job is queued after all. */
+            queued(pool);
+            submit_leave(pool);
+            return 0;
+        }
+    }
+    /* Not queued: undo the accounting. */
+    if (e->group != NULL)
+        group_finish(e->group, 0);
+    atomic_fetch_add(&pool->refused, 1);
+    pool_finish(pool);
+    submit_leave(pool);
+    return r;
 }
 
 static int
-make_entry(struct entry *e, const jobq_job *job, jobq_group *group)
+make_entry(struct jobq__entry *e, const jobq_job *job, jobq_group *group)
 {
     if (job == NULL || job->run == NULL)
         return JOBQ_EINVAL;
@@ -501,7 +629,7 @@ make_entry(struct entry *e, const jobq_job *job, jobq_group *group)
 int
 jobq_pool_submit(jobq_pool *pool, const jobq_job *job)
 {
-    struct entry e;
+    struct jobq__entry e;
     int r = make_entry(&e, job, NULL);
 
     return r != 0 ? r : submit_entry(pool, &e, SUBMIT_BLOCK, 0);
@@ -510,7 +638,7 @@ jobq_pool_submit(jobq_pool *pool, const jobq_job *job)
 int
 jobq_pool_try_submit(jobq_pool *pool, const jobq_job *job)
 {
-    struct entry e;
+    struct jobq__entry e;
     int r = make_entry(&e, job, NULL);
 
     return r != 0 ? r : submit_entry(pool, &e, SUBMIT_TRY, 0);
@@ -519,7 +647,7 @@ jobq_pool_try_submit(jobq_pool *pool, const jobq_job *job)
 int
 jobq_pool_timed_submit(jobq_pool *pool, const jobq_job *job, uint64_t timeout_ns)
 {
-    struct entry e;
+    struct jobq__entry e;
     int r = make_entry(&e, job, NULL);
 
     return r != 0 ? r : submit_entry(pool, &e, SUBMIT_TIMED, timeout_ns);
@@ -536,47 +664,44 @@ jobq_pool_submit_batch(jobq_pool *pool, const jobq_job *jobs, size_t n, size_t *
     for (i = 0; i < n; i++)
         if (jobs[i].run == NULL)
             return JOBQ_EINVAL;
-
-    (void)pthread_mutex_lock(&pool->lock);
+    /* The ring takes one CAS per job either way; what a batch saves is the per-job wake-up
+     * check: one made_work() per run of pushes instead of one per job. */
+    atomic_fetch_add(&pool->inflight, 1);
+    atomic_fetch_add(&pool->accepted, n);
     while (done < n) {
-        size_t room, k;
+        struct jobq__entry e;
+        size_t pushed = 0;
 
-        if (pool->closed) {
+        if (atomic_load(&pool->closed)) {
             r = JOBQ_ECLOSED;
             break;
         }
-        room = pool->capacity - pool->count;
-        if (room == 0) {
-            struct entry e;
-
-            if (is_own_worker(pool)) {
-                /* Nested: run one inline, then look for room again. */
-                (void)pthread_mutex_unlock(&pool->lock);
-                (void)make_entry(&e, &jobs[done], NULL);
-                (void)run_inline(pool, &e);
-                done++;
-                (void)pthread_mutex_lock(&pool->lock);
-                continue;
-            }
-            atomic_fetch_add_explicit(&pool->producer_blocks, 1, memory_order_relaxed);
-            pool->blocked_submitters++;
-            (void)pthread_cond_wait(&pool->space, &pool->lock);
-            pool->blocked_submitters--;
-            continue;
-        }
-        k = n - done < room ? n - done : room;
-        atomic_fetch_add_explicit(&pool->outstanding, k, memory_order_relaxed);
-        atomic_fetch_add_explicit(&pool->submitted, k, memory_order_relaxed);
-        for (i = 0; i < k; i++) {
-            struct entry e;
-
-            e.job = jobs[done + i];
+        while (done < n) {
+            e.job = jobs[done];
             e.group = NULL;
-            push_entry(pool, &e);
+            if (jobq__ring_try_push(&pool->ring, &e) != 0)
+                break;
+            done++;
+            pushed++;
         }
-        done += k;
+        if (pushed > 0)
+            queued(pool);
+        if (done < n) {
+            sample_high_water(pool, 1);
+            if (is_own_worker(pool)) {
+                e.job = jobs[done++];
+                e.group = NULL;
+                run_inline(pool, &e);
+            } else {
+                (void)wait_for_space(pool, SUBMIT_BLOCK, NULL);
+            }
+        }
     }
-    (void)pthread_mutex_unlock(&pool->lock);
+    if (done < n) {
+        atomic_fetch_add(&pool->refused, n - done);
+        pool_finish(pool);
+    }
+    submit_leave(pool);
     if (ret_submitted != NULL)
         *ret_submitted = done;
     return r;
@@ -590,11 +715,12 @@ jobq_pool_wait(jobq_pool *pool)
     if (is_own_worker(pool))
         return JOBQ_EDEADLK;
     (void)pthread_mutex_lock(&pool->lock);
-    pool->waiters++;
-    /* seq_cst load pairs with the seq_cst fetch_sub in pool_finish (see group_finish). */
-    while (atomic_load(&pool->outstanding) != 0)
+    atomic_fetch_add(&pool->waiters, 1);
+    /* Our seq_cst increment of `waiters` and the finishers' seq_cst counter increments
+     * followed by their load of `waiters`: one side sees the other. */
+    while (finished_count(pool) != atomic_load(&pool->accepted))
         (void)pthread_cond_wait(&pool->idle, &pool->lock);
-    pool->waiters--;
+    atomic_fetch_sub(&pool->waiters, 1);
     (void)pthread_mutex_unlock(&pool->lock);
     return atomic_exchange(&pool->first_err, 0);
 }
@@ -602,53 +728,48 @@ jobq_pool_wait(jobq_pool *pool)
 int
 jobq_pool_shutdown(jobq_pool *pool, jobq_shutdown_mode mode, size_t *ret_discarded)
 {
-    struct entry *dropped = NULL;
-    size_t ndropped = 0, i;
+    struct jobq__entry batch[MAX_BATCH];
+    size_t ndropped = 0, n, i;
     unsigned started = 0;
+    int expected = 0;
 
     if (pool == NULL || (mode != JOBQ_DRAIN && mode != JOBQ_DISCARD))
         return JOBQ_EINVAL;
     if (is_own_worker(pool))
         return JOBQ_EDEADLK;
-
-    (void)pthread_mutex_lock(&pool->lock);
-    if (pool->closed) {
-        (void)pthread_mutex_unlock(&pool->lock);
+    if (!atomic_compare_exchange_strong(&pool->closed, &expected, 1)) {
         if (ret_discarded != NULL)
             *ret_discarded = 0;
         return 0;
     }
-    pool->closed = 1;
-    /* Blocked submitters must see `closed` and fail instead of sleeping forever. */
+    /* Blocked submitters must see `closed` and fail instead of sleeping forever; then wait
+     * for every submitter still between its closed-check and its push. */
+    (void)pthread_mutex_lock(&pool->lock);
     (void)pthread_cond_broadcast(&pool->space);
-    if (mode == JOBQ_DISCARD && pool->count > 0) {
-        /* Real jobs only: no sentinel can be queued yet, since closed was clear. */
-        dropped = malloc(pool->count * sizeof(*dropped));
-        if (dropped != NULL) {
-            while (pool->count > 0) {
-                dropped[ndropped++] = pool->ring[pool->head];
-                pool->head = (pool->head + 1) % pool->capacity;
-                pool->count--;
-            }
-        }
-        /* Without memory for the list we fall back to draining: nothing is lost. */
-    }
-    for (i = 0; i < pool->threads; i++)
-        started += pool->workers[i].started;
-    queue_sentinels(pool, started);
+    atomic_fetch_add(&pool->waiters, 1);
+    while (atomic_load(&pool->inflight) != 0)
+        (void)pthread_cond_wait(&pool->idle, &pool->lock);
+    atomic_fetch_sub(&pool->waiters, 1);
     (void)pthread_mutex_unlock(&pool->lock);
 
-    /* Discarded jobs: tell their owners, outside the lock, on this thread. */
-    for (i = 0; i < ndropped; i++) {
-        if (dropped[i].job.done != NULL)
-            dropped[i].job.done(dropped[i].job.arg, JOBQ_ECANCELED);
-        if (dropped[i].group != NULL)
-            group_finish(dropped[i].group, JOBQ_ECANCELED);
+    if (mode == JOBQ_DISCARD) {
+        /* Only real jobs are queued now. Workers may race us for them; what we get, we drop. */
+        while ((n = jobq__ring_try_pop(&pool->ring, batch, MAX_BATCH, 0)) > 0) {
+            made_room(pool);
+            for (i = 0; i < n; i++) {
+                if (batch[i].job.done != NULL)
+                    batch[i].job.done(batch[i].job.arg, JOBQ_ECANCELED);
+                if (batch[i].group != NULL)
+                    group_finish(batch[i].group, JOBQ_ECANCELED);
+            }
+            ndropped += n;
+            atomic_fetch_add(&pool->discarded, n);
+            pool_finish(pool);
+        }
     }
-    atomic_fetch_add_explicit(&pool->discarded, ndropped, memory_order_relaxed);
-    pool_finish(pool, ndropped);
-    free(dropped);
-
+    for (i = 0; i < pool->threads; i++)
+        started += (unsigned)pool->workers[i].started;
+    queue_sentinels(pool, started);
     join_workers(pool);
     (void)pthread_mutex_lock(&pool->lock);
     pool->shut_down = 1;
@@ -701,11 +822,14 @@ jobq_pool_get_stats(const jobq_pool *pool, jobq_pool_stats *ret_stats, uint64_t 
         if (busy_ns != NULL && i < n_busy)
             busy_ns[i] = atomic_load_explicit(&w->busy_ns, memory_order_relaxed);
     }
-    s.submitted = atomic_load_explicit(&pool->submitted, memory_order_relaxed);
+    s.submitted = atomic_load_explicit(&pool->accepted, memory_order_relaxed) -
+                  atomic_load_explicit(&pool->refused, memory_order_relaxed);
     s.discarded = atomic_load_explicit(&pool->discarded, memory_order_relaxed);
     s.caller_runs = atomic_load_explicit(&pool->caller_runs, memory_order_relaxed);
     s.producer_blocks = atomic_load_explicit(&pool->producer_blocks, memory_order_relaxed);
     s.queue_high_water = atomic_load_explicit(&pool->high_water, memory_order_relaxed);
+    if (s.queue_high_water > pool->ring.limit)
+        s.queue_high_water = pool->ring.limit;
     *ret_stats = s;
     return 0;
 }
@@ -741,7 +865,7 @@ jobq_group_create(jobq_group **ret_group, jobq_pool *pool)
 int
 jobq_group_submit(jobq_group *group, const jobq_job *job)
 {
-    struct entry e;
+    struct jobq__entry e;
     int r;
 
     if (group == NULL)

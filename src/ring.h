@@ -1,0 +1,152 @@
+/*
+ * ring.h - the pool's job FIFO: a bounded lock-free MPMC ring (private to src/).
+ *
+ * The algorithm is Dmitry Vyukov's bounded MPMC queue: every cell carries a sequence number
+ * that says whose turn it is. A cell at position p is free for the producer that claims p when
+ * seq == p, holds data for the consumer that claims p when seq == p + 1, and is handed back to
+ * the producer of the next lap by storing p + capacity. Producers race on `tail` and consumers on
+ * `head` with one CAS each; neither side ever waits for the other, so a pre-empted thread blocks
+ * nobody except the cell it owns.
+ *
+ * Extension: a consumer may claim k consecutive ready cells with one CAS (batch dequeue), which
+ * divides the traffic on `head` by k when the queue is long.
+ *
+ * Any capacity works (positions are reduced modulo capacity; a power of two uses a mask).
+ * Parking (sleeping when empty or full) is the pool's business, not the ring's.
+ */
+#ifndef JOBQ_RING_H
+#define JOBQ_RING_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jobq.h>
+
+#include "jobq-private.h"
+
+struct jobq__entry {
+    jobq_job job;
+    jobq_group *group;
+};
+
+struct jobq__cell {
+    atomic_size_t seq;
+    struct jobq__entry e;
+};
+
+struct jobq__ring {
+    /* Producers and consumers each get their own cache line: no false sharing between them. */
+    _Alignas(JOBQ__CACHE_LINE) atomic_size_t tail;
+    _Alignas(JOBQ__CACHE_LINE) atomic_size_t head;
+    _Alignas(JOBQ__CACHE_LINE) struct jobq__cell *cells;
+    size_t capacity; /* cells; at least 2, which the sequence scheme needs */
+    size_t limit;    /* entries allowed: the requested capacity (only 1 is below `capacity`) */
+    size_t mask;     /* capacity - 1 when capacity is a power of two, else 0 */
+};
+
+int jobq__ring_init(struct jobq__ring *r, size_t capacity);
+void jobq__ring_fini(struct jobq__ring *r);
+
+static inline struct jobq__cell *
+jobq__ring_cell(const struct jobq__ring *r, size_t pos)
+{
+    return &r->cells[r->mask != 0 ? pos & r->mask : pos % r->capacity];
+}
+
+/* Append *e. Returns 0, or JOBQ_EAGAIN when full. */
+static inline int
+jobq__ring_try_push(struct jobq__ring *r, const struct jobq__entry *e)
+{
+    size_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    struct jobq__cell *c;
+
+    for (;;) {
+        size_t seq;
+        intptr_t diff;
+
+        c = jobq__ring_cell(r, pos);
+        /* acquire: pairs with the consumer's release that handed the cell back to us. */
+        seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        diff = (intptr_t)seq - (intptr_t)pos;
+        if (diff == 0) {
+            /* Capacity 1 runs on 2 cells; a stale head only makes this check stricter. */
+            if (r->limit < r->capacity &&
+                pos - atomic_load_explicit(&r->head, memory_order_acquire) >= r->limit)
+                return JOBQ_EAGAIN;
+            if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1,
+                                                      memory_order_relaxed, memory_order_relaxed))
+                break;
+        } else if (diff < 0) {
+            return JOBQ_EAGAIN;
+        } else {
+            pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
+        }
+    }
+    c->e = *e;
+    /* release: publishes the entry to the consumer that acquires seq == pos + 1. */
+    atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
+    return 0;
+}
+
+/* Take up to max (>= 1) entries from the head into out[]; with `half`, only half (rounded up)
+ * of the run of ready entries found. Returns how many (0 = empty). */
+static inline size_t
+jobq__ring_try_pop(struct jobq__ring *r, struct jobq__entry *out, size_t max, int half)
+{
+    size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
+    size_t k, i;
+
+    for (;;) {
+        struct jobq__cell *c = jobq__ring_cell(r, pos);
+        size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        intptr_t diff = (intptr_t)seq - (intptr_t)(pos + 1);
+
+        if (diff == 0) {
+            /* Extend the claim over the following cells that are ready too. */
+            for (k = 1; k < max; k++) {
+                c = jobq__ring_cell(r, pos + k);
+                if (atomic_load_explicit(&c->seq, memory_order_acquire) != pos + k + 1)
+                    break;
+            }
+            if (half)
+                k = (k + 1) / 2;
+            if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + k,
+                                                      memory_order_relaxed, memory_order_relaxed))
+                break;
+        } else if (diff < 0) {
+            return 0;
+        } else {
+            pos = atomic_load_explicit(&r->head, memory_order_relaxed);
+        }
+    }
+    for (i = 0; i < k; i++) {
+        struct jobq__cell *c = jobq__ring_cell(r, pos + i);
+        out[i] = c->e;
+        /* release: our reads of the entry happen before the next lap's producer writes it. */
+        atomic_store_explicit(&c->seq, pos + i + r->capacity, memory_order_release);
+    }
+    return k;
+}
+
+/* Whether the head cell holds an entry: a consumer-side poll that, unlike ring_size(), does
+ * not pull the producers' `tail` cache line. */
+static inline int
+jobq__ring_ready(const struct jobq__ring *r)
+{
+    size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
+
+    return atomic_load_explicit(&jobq__ring_cell(r, pos)->seq, memory_order_relaxed) == pos + 1;
+}
+
+/* Approximate number of queued entries (exact when nobody is pushing or popping). */
+static inline size_t
+jobq__ring_size(const struct jobq__ring *r)
+{
+    size_t head = atomic_load(&r->head);
+    size_t tail = atomic_load(&r->tail);
+
+    return tail > head ? tail - head : 0;
+}
+
+#endif /* JOBQ_RING_H */
