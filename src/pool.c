@@ -81,40 +81,35 @@ struct worker {
 };
 
 struct jobq_pool {
-    struct jobq__ring ring;
+    struct jobq__ring ring; /* its `tail` also carries the closed bit */
 
-    /*
-     * Submitter side, written on every submit. `accepted` counts jobs taken in (queued or run
-     * inline, minus submits that failed after counting themselves in). There is deliberately no
-     * shared "outstanding" counter: workers would write it per job, bouncing its cache line to
-     * the submitter per job. Outstanding work is accepted - finished, where finished is summed
-     * from counters that each live on their writer's cache line (see finished_count()).
-     */
-    _Alignas(JOBQ__CACHE_LINE) atomic_uint_fast64_t accepted;
-    atomic_uint_fast64_t refused; /* counted in, then not queued (closed, full, timeout) */
-    atomic_uint inflight;         /* submitters between their closed-check and their push */
-    /* Read on every submit, written rarely: parking state and flags. */
+    /* Read on every submit, written rarely: parking state. */
     _Alignas(JOBQ__CACHE_LINE) atomic_uint work_sleepers;
     atomic_uint wakes_pending;    /* signals sent to `work` not yet consumed */
     atomic_uint space_sleepers;
-    atomic_uint waiters;          /* threads in jobq_pool_wait or shutdown */
-    atomic_int closed;
+    atomic_uint waiters;          /* threads in jobq_pool_wait */
     /* Written by workers each time they start or stop searching; read only before a signal. */
     _Alignas(JOBQ__CACHE_LINE) atomic_uint searching;
     atomic_int first_err;
-    _Alignas(JOBQ__CACHE_LINE)
-pthread_mutex_t lock;
+    _Alignas(JOBQ__CACHE_LINE) pthread_mutex_t lock;
     pthread_cond_t work;  /* workers wait for jobs */
     pthread_cond_t space; /* submitters wait for room */
-    pthread_cond_t idle;  /* jobq_pool_wait / shutdown / create wait here */
+    pthread_cond_t idle;  /* jobq_pool_wait / create wait here */
 
-    /* Rarely written. */
-    _Alignas(JOBQ__CACHE_LINE) atomic_uint_fast64_t discarded;
+    /*
+     * Accounting without a shared per-job counter (workers would bounce its cache line to the
+     * submitter on every job): jobs queued = ring pushes - sentinels; finished = the sum of
+     * the workers' own `completed` counters + discarded. Outstanding = queued - finished. Jobs
+     * run inline by a submitting worker are counted in caller_runs/caller_completed only.
+     */
+    _Alignas(JOBQ__CACHE_LINE) atomic_size_t sentinels;
+    atomic_uint_fast64_t discarded;
     atomic_uint_fast64_t caller_runs;
-    atomic_uint_fast64_t producer_blocks;
-    atomic_uint_fast64_t caller_completed; /* jobs run inline by a submitting worker */
+    atomic_uint_fast64_t caller_completed;
     atomic_uint_fast64_t caller_failed;
+    atomic_uint_fast64_t producer_blocks;
     atomic_size_t high_water;
+    atomic_int shutting_down;
     size_t low_water;
     unsigned threads;
     jobq_worker_init_fn worker_init;
@@ -123,7 +118,6 @@ pthread_mutex_t lock;
     char name[12];
     unsigned started;     /* under lock: workers past their init hook */
     int init_err;         /* under lock */
-    int shut_down;        /* under lock: workers joined */
     struct worker *workers;
 };
 
@@ -182,17 +176,22 @@ group_finish(jobq_group *g, int err)
     }
 }
 
-/* Jobs that will never run again: completed by workers or inline, discarded, or refused. */
+/* Queued jobs that are done: run by a worker or discarded. */
 static uint64_t
 finished_count(const jobq_pool *pool)
 {
-    uint64_t n = atomic_load(&pool->caller_completed) + atomic_load(&pool->discarded) +
-                 atomic_load(&pool->refused);
+    uint64_t n = atomic_load(&pool->discarded);
     unsigned i;
 
     for (i = 0; i < pool->threads; i++)
         n += atomic_load(&pool->workers[i].completed);
     return n;
+}
+
+static uint64_t
+queued_count(const jobq_pool *pool)
+{
+    return jobq__ring_pushed(&pool->ring) - atomic_load(&pool->sentinels);
 }
 
 /* Jobs finished (the counters are already bumped, seq_cst): wake waiters, who recount. */
@@ -220,8 +219,8 @@ run_entry(jobq_pool *pool, const struct jobq__entry *e)
 static void
 made_room(jobq_pool *pool)
 {
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&pool->space_sleepers, memory_order_relaxed) > 0 &&
+    /* seq_cst load after the seq_cst CAS on head: the Dekker pair of wait_for_space(). */
+    if (atomic_load(&pool->space_sleepers) > 0 &&
         jobq__ring_size(&pool->ring) <= pool->low_water)
         wake_all(pool, &pool->space_sleepers, &pool->space);
 }
@@ -235,8 +234,8 @@ made_room(jobq_pool *pool)
 static void
 made_work(jobq_pool *pool)
 {
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&pool->work_sleepers, memory_order_relaxed) >
+    /* seq_cst load after the seq_cst CAS on tail: the Dekker pair of worker_take(). */
+    if (atomic_load(&pool->work_sleepers) >
             atomic_load_explicit(&pool->wakes_pending, memory_order_relaxed) &&
         atomic_load_explicit(&pool->searching, memory_order_relaxed) == 0) {
         (void)pthread_mutex_lock(&pool->lock);
@@ -256,7 +255,18 @@ worker_pop(jobq_pool *pool, struct worker *w)
 
     /* With several workers take at most half of the ready run (the ring caps it at
      * MAX_BATCH), so long jobs still spread over all workers. */
+    size_t size, hw = atomic_load_explicit(&pool->high_water, memory_order_relaxed);
+
     n = jobq__ring_try_pop(&pool->ring, w->batch, MAX_BATCH, pool->threads > 1);
+    /* Sample the high-water mark only when the ring held more than one job (or never did):
+     * reading `tail` on every pop would pull the submitters' cache line each time. */
+    if (n > 1 || (n == 1 && hw == 0)) {
+        size = jobq__ring_size(&pool->ring) + n;
+        if (size > hw && hw < pool->ring.limit)
+            atomic_store_explicit(&pool->high_water,
+                                  size < pool->ring.limit ? size : pool->ring.limit,
+                                  memory_order_relaxed);
+    }
     if (n > 0)
         made_room(pool);
     return n;
@@ -295,7 +305,6 @@ worker_take(jobq_pool *pool, struct worker *w)
         }
         (void)pthread_mutex_lock(&pool->lock);
         atomic_fetch_add(&pool->work_sleepers, 1);
-        atomic_thread_fence(memory_order_seq_cst);
         if (jobq__ring_size(&pool->ring) == 0) {
             (void)pthread_cond_wait(&pool->work, &pool->lock);
             if (atomic_load(&pool->wakes_pending) > 0)
@@ -306,14 +315,17 @@ worker_take(jobq_pool *pool, struct worker *w)
     }
 }
 
-/* Push an entry, parking while the ring is full (sentinels and nested-free paths). */
+/* Push a sentinel past the closed bit, parking while the ring is full. */
 static void
-push_blocking(jobq_pool *pool, const struct jobq__entry *e)
+push_sentinel(jobq_pool *pool)
 {
-    while (jobq__ring_try_push(&pool->ring, e) != 0) {
+    struct jobq__entry sentinel;
+
+    memset(&sentinel, 0, sizeof(sentinel));
+    atomic_fetch_add(&pool->sentinels, 1);
+    while (jobq__ring_try_push(&pool->ring, &sentinel, 1) != 0) {
         (void)pthread_mutex_lock(&pool->lock);
         atomic_fetch_add(&pool->space_sleepers, 1);
-        atomic_thread_fence(memory_order_seq_cst);
         if (jobq__ring_size(&pool->ring) >= pool->ring.limit)
             (void)pthread_cond_wait(&pool->space, &pool->lock);
         atomic_fetch_sub(&pool->space_sleepers, 1);
@@ -327,7 +339,6 @@ worker_main(void *arg)
 {
     struct worker *w = arg;
     jobq_pool *pool = w->pool;
-    struct jobq__entry sentinel;
     char name[16];
     int err = 0;
 
@@ -344,7 +355,6 @@ worker_main(void *arg)
     (void)pthread_cond_broadcast(&pool->idle);
     (void)pthread_mutex_unlock(&pool->lock);
 
-    memset(&sentinel, 0, sizeof(sentinel));
     for (;;) {
         size_t n = worker_take(pool, w), i, real, extra;
         uint64_t t0, failed = 0;
@@ -365,7 +375,7 @@ worker_main(void *arg)
         if (real < n) {
             /* Ours is the first; the others belong to other workers: hand them back. */
             for (extra = n - real - 1; extra > 0; extra--)
-                push_blocking(pool, &sentinel);
+                push_sentinel(pool);
             break;
         }
     }
@@ -390,11 +400,9 @@ join_workers(jobq_pool *pool)
 static void
 queue_sentinels(jobq_pool *pool, unsigned n)
 {
-    struct jobq__entry sentinel;
-
-    memset(&sentinel, 0, sizeof(sentinel));
+    jobq__ring_close(&pool->ring);
     while (n-- > 0)
-        push_blocking(pool, &sentinel);
+        push_sentinel(pool);
 }
 
 static void
@@ -476,7 +484,6 @@ jobq_pool_create(jobq_pool **ret_pool, const jobq_pool_options *opts)
     (void)pthread_mutex_unlock(&pool->lock);
 
     if (err != 0) {
-        atomic_store(&pool->closed, 1);
         queue_sentinels(pool, started);
         join_workers(pool);
         pool_free(pool);
@@ -488,7 +495,7 @@ jobq_pool_create(jobq_pool **ret_pool, const jobq_pool_options *opts)
 
 enum submit_kind { SUBMIT_BLOCK, SUBMIT_TRY, SUBMIT_TIMED };
 
-/* Run a job inline on the submitting worker (caller runs); counts it as submitted+completed. */
+/* Run a job inline on the submitting worker (caller runs). */
 static void
 run_inline(jobq_pool *pool, const struct jobq__entry *e)
 {
@@ -498,44 +505,19 @@ run_inline(jobq_pool *pool, const struct jobq__entry *e)
     err = run_entry(pool, e);
     if (err != 0)
         atomic_fetch_add_explicit(&pool->caller_failed, 1, memory_order_relaxed);
-    atomic_fetch_add(&pool->caller_completed, 1);
-    pool_finish(pool);
+    atomic_fetch_add_explicit(&pool->caller_completed, 1, memory_order_relaxed);
 }
 
-/* A job was queued: sample the high-water mark now and then (reading `head` on every push
- * would pull the consumers' cache line to the submitter each time), exactly when full. */
+/* The ring was found full: that is the high-water mark, exactly. Otherwise the mark is
+ * sampled by workers (reading `head` on every push would pull the consumers' cache line to the
+ * submitter each time). */
 static void
-sample_high_water(jobq_pool *pool, int full)
+note_full(jobq_pool *pool)
 {
-    size_t size = full ? pool->ring.limit : jobq__ring_size(&pool->ring);
-    size_t hw = atomic_load_explicit(&pool->high_water, memory_order_relaxed);
-
-    while (size > hw && !atomic_compare_exchange_weak_explicit(&pool->high_water, &hw, size,
-                                                               memory_order_relaxed,
-                                                               memory_order_relaxed))
-        ;
+    atomic_store_explicit(&pool->high_water, pool->ring.limit, memory_order_relaxed);
 }
 
-/* Job queued: bookkeeping shared by every submit path. */
-static void
-queued(jobq_pool *pool)
-{
-    uint64_t n = atomic_load_explicit(&pool->accepted, memory_order_relaxed);
-
-    if ((n & 31) == 0)
-        sample_high_water(pool, 0);
-    made_work(pool);
-}
-
-/* Leave the submit critical section; the last one out wakes a shutdown waiting for it. */
-static void
-submit_leave(jobq_pool *pool)
-{
-    if (atomic_fetch_sub(&pool->inflight, 1) == 1 && atomic_load(&pool->closed))
-        wake_all(pool, &pool->waiters, &pool->idle);
-}
-
-/* Park until the ring has room or the pool closes. Returns 0, or JOBQ_ETIMEDOUT. */
+/* Park until the ring has room or is closed. Returns 0, or JOBQ_ETIMEDOUT. */
 static int
 wait_for_space(jobq_pool *pool, enum submit_kind kind, const struct timespec *deadline)
 {
@@ -543,8 +525,7 @@ wait_for_space(jobq_pool *pool, enum submit_kind kind, const struct timespec *de
 
     (void)pthread_mutex_lock(&pool->lock);
     atomic_fetch_add(&pool->space_sleepers, 1);
-    atomic_thread_fence(memory_order_seq_cst);
-    if (jobq__ring_size(&pool->ring) >= pool->ring.limit && !atomic_load(&pool->closed)) {
+    if (jobq__ring_size(&pool->ring) >= pool->ring.limit && !jobq__ring_closed(&pool->ring)) {
         atomic_fetch_add_explicit(&pool->producer_blocks, 1, memory_order_relaxed);
         if (kind == SUBMIT_TIMED)
             r = pthread_cond_timedwait(&pool->space, &pool->lock, deadline) == ETIMEDOUT
@@ -563,35 +544,25 @@ submit_entry(jobq_pool *pool, const struct jobq__entry *e, enum submit_kind kind
              uint64_t timeout_ns)
 {
     struct timespec deadline = {0, 0};
-    int r = 0;
+    int r;
 
     if (pool == NULL || e->job.run == NULL)
         return JOBQ_EINVAL;
-    /* Count ourselves in before checking `closed`: shutdown sets closed, then waits for
-     * inflight to drain before queueing sentinels, so no job can land behind a sentinel.
-     * The job is counted as accepted before it is visible to workers, so finished can never
-     * overtake accepted. */
-    atomic_fetch_add(&pool->inflight, 1);
+    /* Counted before it is visible to workers, so the group count never goes negative. */
     if (e->group != NULL)
         atomic_fetch_add(&e->group->outstanding, 1);
-    atomic_fetch_add(&pool->accepted, 1);
     for (;;) {
-        if (atomic_load(&pool->closed)) {
-            r = JOBQ_ECLOSED;
-            break;
-        }
-        if (jobq__ring_try_push(&pool->ring, e) == 0) {
-            queued(pool);
-            submit_leave(pool);
+        r = jobq__ring_try_push(&pool->ring, e, 0);
+        if (r == 0) {
+            made_work(pool);
             return 0;
         }
-        sample_high_water(pool, 1);
-        if (kind == SUBMIT_TRY) {
-            r = JOBQ_EAGAIN;
+        if (r == JOBQ_ECLOSED)
             break;
-        }
+        note_full(pool);
+        if (kind == SUBMIT_TRY)
+            break;
         if (is_own_worker(pool)) {
-            submit_leave(pool);
             run_inline(pool, e);
             return 0;
         }
@@ -599,20 +570,20 @@ submit_entry(jobq_pool *pool, const struct jobq__entry *e, enum submit_kind kind
             deadline = jobq__deadline(timeout_ns);
         r = wait_for_space(pool, kind, &deadline);
         if (r != 0) {
-            if (jobq__ring_try_push(&pool->ring, e) != 0)
-                break;
-            /* Room appeared just as we timed out: the job is queued after all. */
-            queued(pool);
-            submit_leave(pool);
-            return 0;
+            /* Timed out; room may have appeared just now: one last try. */
+            int again = jobq__ring_try_push(&pool->ring, e, 0);
+            if (again == 0) {
+                made_work(pool);
+                return 0;
+            }
+            if (again == JOBQ_ECLOSED)
+                r = again;
+            break;
         }
     }
-    /* Not queued: undo the accounting. */
+    /* Not queued: undo the group count; neither run nor done will be called. */
     if (e->group != NULL)
         group_finish(e->group, 0);
-    atomic_fetch_add(&pool->refused, 1);
-    pool_finish(pool);
-    submit_leave(pool);
     return r;
 }
 
@@ -666,42 +637,34 @@ jobq_pool_submit_batch(jobq_pool *pool, const jobq_job *jobs, size_t n, size_t *
             return JOBQ_EINVAL;
     /* The ring takes one CAS per job either way; what a batch saves is the per-job wake-up
      * check: one made_work() per run of pushes instead of one per job. */
-    atomic_fetch_add(&pool->inflight, 1);
-    atomic_fetch_add(&pool->accepted, n);
     while (done < n) {
         struct jobq__entry e;
         size_t pushed = 0;
 
-        if (atomic_load(&pool->closed)) {
-            r = JOBQ_ECLOSED;
-            break;
-        }
+        e.group = NULL;
         while (done < n) {
             e.job = jobs[done];
-            e.group = NULL;
-            if (jobq__ring_try_push(&pool->ring, &e) != 0)
+            r = jobq__ring_try_push(&pool->ring, &e, 0);
+            if (r != 0)
                 break;
             done++;
             pushed++;
         }
         if (pushed > 0)
-            queued(pool);
+            made_work(pool);
+        if (r == JOBQ_ECLOSED)
+            break;
+        r = 0;
         if (done < n) {
-            sample_high_water(pool, 1);
+            note_full(pool);
             if (is_own_worker(pool)) {
                 e.job = jobs[done++];
-                e.group = NULL;
                 run_inline(pool, &e);
             } else {
                 (void)wait_for_space(pool, SUBMIT_BLOCK, NULL);
             }
         }
     }
-    if (done < n) {
-        atomic_fetch_add(&pool->refused, n - done);
-        pool_finish(pool);
-    }
-    submit_leave(pool);
     if (ret_submitted != NULL)
         *ret_submitted = done;
     return r;
@@ -718,7 +681,7 @@ jobq_pool_wait(jobq_pool *pool)
     atomic_fetch_add(&pool->waiters, 1);
     /* Our seq_cst increment of `waiters` and the finishers' seq_cst counter increments
      * followed by their load of `waiters`: one side sees the other. */
-    while (finished_count(pool) != atomic_load(&pool->accepted))
+    while (finished_count(pool) != queued_count(pool))
         (void)pthread_cond_wait(&pool->idle, &pool->lock);
     atomic_fetch_sub(&pool->waiters, 1);
     (void)pthread_mutex_unlock(&pool->lock);
@@ -737,23 +700,21 @@ jobq_pool_shutdown(jobq_pool *pool, jobq_shutdown_mode mode, size_t *ret_discard
         return JOBQ_EINVAL;
     if (is_own_worker(pool))
         return JOBQ_EDEADLK;
-    if (!atomic_compare_exchange_strong(&pool->closed, &expected, 1)) {
+    if (!atomic_compare_exchange_strong(&pool->shutting_down, &expected, 1)) {
         if (ret_discarded != NULL)
             *ret_discarded = 0;
         return 0;
     }
-    /* Blocked submitters must see `closed` and fail instead of sleeping forever; then wait
-     * for every submitter still between its closed-check and its push. */
+    /* From here every ordinary push fails; a push that won its slot before this line is
+     * ahead of the sentinels in FIFO order, so it is drained (or discarded) like the rest. */
+    jobq__ring_close(&pool->ring);
+    /* Blocked submitters must see the closed ring and fail instead of sleeping forever. */
     (void)pthread_mutex_lock(&pool->lock);
     (void)pthread_cond_broadcast(&pool->space);
-    atomic_fetch_add(&pool->waiters, 1);
-    while (atomic_load(&pool->inflight) != 0)
-        (void)pthread_cond_wait(&pool->idle, &pool->lock);
-    atomic_fetch_sub(&pool->waiters, 1);
     (void)pthread_mutex_unlock(&pool->lock);
 
     if (mode == JOBQ_DISCARD) {
-        /* Only real jobs are queued now. Workers may race us for them; what we get, we drop. */
+        /* Workers may race us for the queued jobs; what we get, we drop. */
         while ((n = jobq__ring_try_pop(&pool->ring, batch, MAX_BATCH, 0)) > 0) {
             made_room(pool);
             for (i = 0; i < n; i++) {
@@ -771,9 +732,6 @@ jobq_pool_shutdown(jobq_pool *pool, jobq_shutdown_mode mode, size_t *ret_discard
         started += (unsigned)pool->workers[i].started;
     queue_sentinels(pool, started);
     join_workers(pool);
-    (void)pthread_mutex_lock(&pool->lock);
-    pool->shut_down = 1;
-    (void)pthread_mutex_unlock(&pool->lock);
     if (ret_discarded != NULL)
         *ret_discarded = ndropped;
     return 0;
@@ -822,8 +780,7 @@ jobq_pool_get_stats(const jobq_pool *pool, jobq_pool_stats *ret_stats, uint64_t 
         if (busy_ns != NULL && i < n_busy)
             busy_ns[i] = atomic_load_explicit(&w->busy_ns, memory_order_relaxed);
     }
-    s.submitted = atomic_load_explicit(&pool->accepted, memory_order_relaxed) -
-                  atomic_load_explicit(&pool->refused, memory_order_relaxed);
+    s.submitted = queued_count(pool) + atomic_load(&pool->caller_runs);
     s.discarded = atomic_load_explicit(&pool->discarded, memory_order_relaxed);
     s.caller_runs = atomic_load_explicit(&pool->caller_runs, memory_order_relaxed);
     s.producer_blocks = atomic_load_explicit(&pool->producer_blocks, memory_order_relaxed);

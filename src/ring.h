@@ -11,6 +11,9 @@
  * Extension: a consumer may claim k consecutive ready cells with one CAS (batch dequeue), which
  * divides the traffic on `head` by k when the queue is long.
  *
+ * Closing sets a bit in `tail` (see JOBQ__RING_CLOSED), after which only forced pushes (the
+ * pool's shutdown sentinels) succeed, so they are guaranteed to land behind every real entry.
+ *
  * Any capacity works (positions are reduced modulo capacity; a power of two uses a mask).
  * Parking (sleeping when empty or full) is the pool's business, not the ring's.
  */
@@ -30,10 +33,16 @@ struct jobq__entry {
     jobq_group *group;
 };
 
+/* One cell per cache line: the producer filling cell p+1 must not invalidate the line the
+ * consumer is reading cell p from. */
 struct jobq__cell {
-    atomic_size_t seq;
+    _Alignas(JOBQ__CACHE_LINE) atomic_size_t seq;
     struct jobq__entry e;
 };
+
+/* High bit of `tail`: the ring is closed to ordinary pushes. Living in `tail` makes the closed
+ * check part of the push's own CAS: a push either lands before jobq__ring_close() or fails. */
+#define JOBQ__RING_CLOSED ((size_t)1 << (sizeof(size_t) * 8 - 1))
 
 struct jobq__ring {
     /* Producers and consumers each get their own cache line: no false sharing between them. */
@@ -54,17 +63,21 @@ jobq__ring_cell(const struct jobq__ring *r, size_t pos)
     return &r->cells[r->mask != 0 ? pos & r->mask : pos % r->capacity];
 }
 
-/* Append *e. Returns 0, or JOBQ_EAGAIN when full. */
+/* Append *e. Returns 0, JOBQ_EAGAIN when full, or JOBQ_ECLOSED when closed (unless force). */
 static inline int
-jobq__ring_try_push(struct jobq__ring *r, const struct jobq__entry *e)
+jobq__ring_try_push(struct jobq__ring *r, const struct jobq__entry *e, int force)
 {
-    size_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    size_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    size_t pos;
     struct jobq__cell *c;
 
     for (;;) {
         size_t seq;
         intptr_t diff;
 
+        if ((tail & JOBQ__RING_CLOSED) != 0 && !force)
+            return JOBQ_ECLOSED;
+        pos = tail & ~JOBQ__RING_CLOSED;
         c = jobq__ring_cell(r, pos);
         /* acquire: pairs with the consumer's release that handed the cell back to us. */
         seq = atomic_load_explicit(&c->seq, memory_order_acquire);
@@ -74,19 +87,41 @@ jobq__ring_try_push(struct jobq__ring *r, const struct jobq__entry *e)
             if (r->limit < r->capacity &&
                 pos - atomic_load_explicit(&r->head, memory_order_acquire) >= r->limit)
                 return JOBQ_EAGAIN;
-            if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1,
-                                                      memory_order_relaxed, memory_order_relaxed))
+            /* seq_cst: the pool's wake-up protocol pairs this with a parking worker's seq_cst
+             * sleeper increment followed by its load of `tail` (a Dekker handshake). */
+            if (atomic_compare_exchange_weak_explicit(&r->tail, &tail, tail + 1,
+                                                      memory_order_seq_cst, memory_order_relaxed))
                 break;
         } else if (diff < 0) {
             return JOBQ_EAGAIN;
         } else {
-            pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
+            tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
         }
     }
     c->e = *e;
     /* release: publishes the entry to the consumer that acquires seq == pos + 1. */
     atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
     return 0;
+}
+
+/* Refuse ordinary pushes from now on. Idempotent. */
+static inline void
+jobq__ring_close(struct jobq__ring *r)
+{
+    atomic_fetch_or(&r->tail, JOBQ__RING_CLOSED);
+}
+
+static inline int
+jobq__ring_closed(const struct jobq__ring *r)
+{
+    return (atomic_load(&r->tail) & JOBQ__RING_CLOSED) != 0;
+}
+
+/* Entries ever pushed (including forced ones). */
+static inline size_t
+jobq__ring_pushed(const struct jobq__ring *r)
+{
+    return atomic_load(&r->tail) & ~JOBQ__RING_CLOSED;
 }
 
 /* Take up to max (>= 1) entries from the head into out[]; with `half`, only half (rounded up)
@@ -111,8 +146,9 @@ jobq__ring_try_pop(struct jobq__ring *r, struct jobq__entry *out, size_t max, in
             }
             if (half)
                 k = (k + 1) / 2;
+            /* seq_cst: pairs with a parked submitter's sleeper increment (see try_push). */
             if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + k,
-                                                      memory_order_relaxed, memory_order_relaxed))
+                                                      memory_order_seq_cst, memory_order_relaxed))
                 break;
         } else if (diff < 0) {
             return 0;
@@ -144,7 +180,7 @@ static inline size_t
 jobq__ring_size(const struct jobq__ring *r)
 {
     size_t head = atomic_load(&r->head);
-    size_t tail = atomic_load(&r->tail);
+    size_t tail = atomic_load(&r->tail) & ~JOBQ__RING_CLOSED;
 
     return tail > head ? tail - head : 0;
 }
