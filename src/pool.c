@@ -50,8 +50,11 @@
 
 #define DEFAULT_CAPACITY 1024
 #define MAX_BATCH 32
-/* Empty-ring polls before a worker parks; each is a `pause` (tens of ns), so ~ a few µs. */
-#define SPIN_POLLS 256
+/* A searching worker polls the head cell SPIN_POLLS times, SPIN_PAUSES `pause`s apart (a few
+ * µs in all) before it parks: polling less often than every pause keeps the cell line from
+ * ping-ponging with the submitter that is writing it. */
+#define SPIN_POLLS 64
+#define SPIN_PAUSES 4
 
 #if defined(__x86_64__) || defined(__i386__)
 #define cpu_relax() __builtin_ia32_pause()
@@ -289,7 +292,10 @@ worker_take(jobq_pool *pool, struct worker *w)
             return n;
         if (atomic_fetch_add(&pool->searching, 1) < max_searching) {
             for (spins = 0; spins < SPIN_POLLS; spins++) {
-                cpu_relax();
+                unsigned p;
+
+                for (p = 0; p < SPIN_PAUSES; p++)
+                    cpu_relax();
                 if (jobq__ring_ready(&pool->ring) && (n = worker_pop(pool, w)) > 0)
                     break;
             }
