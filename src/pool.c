@@ -461,7 +461,7 @@ jobq_pool_create(jobq_pool **ret_pool, const jobq_pool_options *opts)
     /* glibc's init functions cannot fail with default attributes. */
     (void)pthread_mutex_init(&pool->lock, NULL);
     (void)pthread_cond_init(&pool->work, NULL);
-    (void)pthread_cond_init(&pool->space, NULL);
+    (void)jobq__cond_init_monotonic(&pool->space); /* timed_submit deadlines are monotonic */
     (void)pthread_cond_init(&pool->idle, NULL);
     pool->low_water = opts->capacity / 2;
     pool->threads = opts->threads;
