@@ -250,9 +250,10 @@ made_work(jobq_pool *pool)
     }
 }
 
-/* Pop a batch for worker w. Returns the batch size, 0 when the ring is empty. */
+/* Pop a batch for worker w. Returns the batch size, 0 when the ring is empty; *ret_left says
+ * whether ready jobs were left behind for others. */
 static size_t
-worker_pop(jobq_pool *pool, struct worker *w)
+worker_pop(jobq_pool *pool, struct worker *w, int *ret_left)
 {
     size_t n;
 
@@ -260,7 +261,7 @@ worker_pop(jobq_pool *pool, struct worker *w)
      * MAX_BATCH), so long jobs still spread over all workers. */
     size_t size, hw = atomic_load_explicit(&pool->high_water, memory_order_relaxed);
 
-    n = jobq__ring_try_pop(&pool->ring, w->batch, MAX_BATCH, pool->threads > 1);
+    n = jobq__ring_try_pop(&pool->ring, w->batch, MAX_BATCH, pool->threads > 1, ret_left);
     /* Sample the high-water mark only when the ring held more than one job (or never did):
      * reading `tail` on every pop would pull the submitters' cache line each time. */
     if (n > 1 || (n == 1 && hw == 0)) {
@@ -285,9 +286,10 @@ worker_take(jobq_pool *pool, struct worker *w)
 {
     unsigned spins, max_searching = pool->threads / 2 > 0 ? pool->threads / 2 : 1;
     size_t n;
+    int left = 0;
 
     for (;;) {
-        n = worker_pop(pool, w);
+        n = worker_pop(pool, w, &left);
         if (n > 0)
             return n;
         if (atomic_fetch_add(&pool->searching, 1) < max_searching) {
@@ -296,13 +298,14 @@ worker_take(jobq_pool *pool, struct worker *w)
 
                 for (p = 0; p < SPIN_PAUSES; p++)
                     cpu_relax();
-                if (jobq__ring_ready(&pool->ring) && (n = worker_pop(pool, w)) > 0)
+                if (jobq__ring_ready(&pool->ring) && (n = worker_pop(pool, w, &left)) > 0)
                     break;
             }
             atomic_fetch_sub(&pool->searching, 1);
             if (n > 0) {
-                /* We stop searching: if more is queued, pass the baton to a parked worker. */
-                if (jobq__ring_size(&pool->ring) > 0)
+                /* We stop searching: if we left jobs behind, pass the baton to a parked
+                 * worker (producers skipped waking one while we searched). */
+                if (left)
                     made_work(pool);
                 return n;
             }
@@ -641,35 +644,31 @@ jobq_pool_submit_batch(jobq_pool *pool, const jobq_job *jobs, size_t n, size_t *
     for (i = 0; i < n; i++)
         if (jobs[i].run == NULL)
             return JOBQ_EINVAL;
-    /* The ring takes one CAS per job either way; what a batch saves is the per-job wake-up
-     * check: one made_work() per run of pushes instead of one per job. */
+    /* Runs of free cells are claimed with one CAS each, and parked workers are checked once
+     * per run rather than once per job. Jobs are staged as ring entries MAX_BATCH at a time. */
     while (done < n) {
-        struct jobq__entry e;
-        size_t pushed = 0;
+        struct jobq__entry staged[MAX_BATCH];
+        size_t k = n - done < MAX_BATCH ? n - done : MAX_BATCH, got;
 
-        e.group = NULL;
-        while (done < n) {
-            e.job = jobs[done];
-            r = jobq__ring_try_push(&pool->ring, &e, 0);
-            if (r != 0)
-                break;
-            done++;
-            pushed++;
+        for (i = 0; i < k; i++) {
+            staged[i].job = jobs[done + i];
+            staged[i].group = NULL;
         }
-        if (pushed > 0)
+        got = jobq__ring_try_push_n(&pool->ring, staged, k, &r);
+        if (got > 0) {
+            done += got;
             made_work(pool);
+            r = 0;
+            continue;
+        }
         if (r == JOBQ_ECLOSED)
             break;
         r = 0;
-        if (done < n) {
-            note_full(pool);
-            if (is_own_worker(pool)) {
-                e.job = jobs[done++];
-                run_inline(pool, &e);
-            } else {
-                (void)wait_for_space(pool, SUBMIT_BLOCK, NULL);
-            }
-        }
+        note_full(pool);
+        if (is_own_worker(pool))
+            run_inline(pool, &staged[0]), done++;
+        else
+            (void)wait_for_space(pool, SUBMIT_BLOCK, NULL);
     }
     if (ret_submitted != NULL)
         *ret_submitted = done;
@@ -721,7 +720,7 @@ jobq_pool_shutdown(jobq_pool *pool, jobq_shutdown_mode mode, size_t *ret_discard
 
     if (mode == JOBQ_DISCARD) {
         /* Workers may race us for the queued jobs; what we get, we drop. */
-        while ((n = jobq__ring_try_pop(&pool->ring, batch, MAX_BATCH, 0)) > 0) {
+        while ((n = jobq__ring_try_pop(&pool->ring, batch, MAX_BATCH, 0, NULL)) > 0) {
             made_room(pool);
             for (i = 0; i < n; i++) {
                 if (batch[i].job.done != NULL)

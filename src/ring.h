@@ -107,6 +107,57 @@ jobq__ring_try_push(struct jobq__ring *r, const struct jobq__entry *e, int force
     return 0;
 }
 
+/*
+ * Append up to n entries from src[] with one CAS (the free run of cells at the tail, up to n).
+ * Returns how many were appended (0: full), or JOBQ_ECLOSED as a negative value via *ret_err.
+ */
+static inline size_t
+jobq__ring_try_push_n(struct jobq__ring *r, const struct jobq__entry *src, size_t n,
+                      int *ret_err)
+{
+    size_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    size_t pos, k, i;
+
+    *ret_err = 0;
+    if (r->limit < r->capacity) {
+        /* Capacity 1: no runs to claim. */
+        *ret_err = jobq__ring_try_push(r, src, 0);
+        return *ret_err == 0 ? 1 : 0;
+    }
+    for (;;) {
+        intptr_t diff;
+
+        if ((tail & JOBQ__RING_CLOSED) != 0) {
+            *ret_err = JOBQ_ECLOSED;
+            return 0;
+        }
+        pos = tail & ~JOBQ__RING_CLOSED;
+        diff = (intptr_t)atomic_load_explicit(&jobq__ring_cell(r, pos)->seq,
+                                              memory_order_acquire) - (intptr_t)pos;
+        if (diff == 0) {
+            for (k = 1; k < n && k < r->capacity; k++)
+                if (atomic_load_explicit(&jobq__ring_cell(r, pos + k)->seq,
+                                         memory_order_acquire) != pos + k)
+                    break;
+            /* seq_cst: see jobq__ring_try_push. */
+            if (atomic_compare_exchange_weak_explicit(&r->tail, &tail, tail + k,
+                                                      memory_order_seq_cst, memory_order_relaxed))
+                break;
+        } else if (diff < 0) {
+            *ret_err = JOBQ_EAGAIN;
+            return 0;
+        } else {
+            tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+        }
+    }
+    for (i = 0; i < k; i++) {
+        struct jobq__cell *c = jobq__ring_cell(r, pos + i);
+        c->e = src[i];
+        atomic_store_explicit(&c->seq, pos + i + 1, memory_order_release);
+    }
+    return k;
+}
+
 /* Refuse ordinary pushes from now on. Idempotent. */
 static inline void
 jobq__ring_close(struct jobq__ring *r)
@@ -128,12 +179,14 @@ jobq__ring_pushed(const struct jobq__ring *r)
 }
 
 /* Take up to max (>= 1) entries from the head into out[]; with `half`, only half (rounded up)
- * of the run of ready entries found. Returns how many (0 = empty). */
+ * of the run of ready entries found. Returns how many (0 = empty); *ret_left (if not NULL)
+ * tells whether ready entries were left behind. */
 static inline size_t
-jobq__ring_try_pop(struct jobq__ring *r, struct jobq__entry *out, size_t max, int half)
+jobq__ring_try_pop(struct jobq__ring *r, struct jobq__entry *out, size_t max, int half,
+                   int *ret_left)
 {
     size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
-    size_t k, i;
+    size_t k, i, found;
 
     for (;;) {
         struct jobq__cell *c = jobq__ring_cell(r, pos);
@@ -147,6 +200,7 @@ jobq__ring_try_pop(struct jobq__ring *r, struct jobq__entry *out, size_t max, in
                 if (atomic_load_explicit(&c->seq, memory_order_acquire) != pos + k + 1)
                     break;
             }
+            found = k;
             if (half)
                 k = (k + 1) / 2;
             /* seq_cst: pairs with a parked submitter's sleeper increment (see try_push). */
@@ -159,6 +213,8 @@ jobq__ring_try_pop(struct jobq__ring *r, struct jobq__entry *out, size_t max, in
             pos = atomic_load_explicit(&r->head, memory_order_relaxed);
         }
     }
+    if (ret_left != NULL)
+        *ret_left = found > k;
     for (i = 0; i < k; i++) {
         struct jobq__cell *c = jobq__ring_cell(r, pos + i);
         out[i] = c->e;
