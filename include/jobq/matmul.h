@@ -1,0 +1,118 @@
+/*
+ * jobq/matmul.h - the matrix-multiply job: C = A x B for dense row-major doubles on a jobq pool.
+ *
+ * A client of the public jobq API only (it is not part of libjobq's core). One call:
+ *   1. packs B once into zero-padded column panels (the packing itself spread over the pool);
+ *   2. splits the rows of C into blocks, one pool task per block; each task packs its own rows of
+ *      A and runs a register-tiled micro-kernel (AVX-512, AVX2+FMA or portable vector code,
+ *      picked at run time) over them;
+ *   3. returns when every block is done.
+ *
+ * Determinism: every element of C is computed by one task, as one chain of multiply-adds in
+ * increasing k order. The result is therefore bit-identical for any pool size and any block
+ * size (for a given kernel); different kernels may differ in the last bits (fused or not).
+ *
+ * Verification: jobq_matmul_verify() checks C against a reference R element-wise with the
+ * standard a-priori bound |C - R| <= 2 k u (|A| |B|), u = 2^-53, which covers the rounding of
+ * any summation order in both C and R.
+ */
+#ifndef JOBQ_MATMUL_H
+#define JOBQ_MATMUL_H
+
+#include <stddef.h>
+
+#include <jobq.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Micro-kernels. AUTO picks the best one the CPU supports. */
+typedef enum jobq_matmul_kernel {
+    JOBQ_MATMUL_KERNEL_AUTO = 0,
+    JOBQ_MATMUL_KERNEL_GENERIC, /* portable GCC vector extensions, 2 doubles wide, no FMA */
+    JOBQ_MATMUL_KERNEL_AVX2,    /* x86-64 AVX2 + FMA, 6x8 register tile */
+    JOBQ_MATMUL_KERNEL_AVX512,  /* x86-64 AVX-512F, 8x24 register tile */
+    JOBQ_MATMUL_KERNEL_COUNT
+} jobq_matmul_kernel;
+
+/* How the row blocks reach the pool. */
+typedef enum jobq_matmul_dispatch {
+    /* jobq_pool_parallel_for: the pool's workers AND the calling thread take blocks, so a pool
+     * of T-1 workers computes on T threads. The default. */
+    JOBQ_MATMUL_PARALLEL_FOR = 0,
+    /* One job per block through a jobq_group; the calling thread only waits, so a pool of T
+     * workers computes on T threads. Must not be used from a worker of the same pool. */
+    JOBQ_MATMUL_GROUP,
+    JOBQ_MATMUL_DISPATCH_COUNT
+} jobq_matmul_dispatch;
+
+typedef struct jobq_matmul_options {
+    size_t block_rows;           /* rows of C per task; 0 = automatic (several per thread) */
+    jobq_matmul_kernel kernel;   /* default JOBQ_MATMUL_KERNEL_AUTO */
+    jobq_matmul_dispatch dispatch; /* default JOBQ_MATMUL_PARALLEL_FOR */
+} jobq_matmul_options;
+
+/* Fill *opts with the defaults (automatic block size and kernel, parallel_for). */
+void jobq_matmul_options_init(jobq_matmul_options *opts);
+
+/* 1 when this CPU (and this build) can run `kernel`, else 0. AUTO and GENERIC are always 1. */
+int jobq_matmul_kernel_supported(jobq_matmul_kernel kernel);
+/* The kernel AUTO resolves to on this CPU (never AUTO). */
+jobq_matmul_kernel jobq_matmul_kernel_best(void);
+/* "auto", "generic", "avx2", "avx512"; "unknown" otherwise. Never NULL. */
+const char *jobq_matmul_kernel_name(jobq_matmul_kernel kernel);
+/* Parse a name as printed by jobq_matmul_kernel_name. Errors: JOBQ_EINVAL. */
+int jobq_matmul_kernel_parse(const char *name, jobq_matmul_kernel *ret_kernel);
+
+/*
+ * C = A x B, where A is m x k with row stride lda, B is k x n with row stride ldb and C is m x n
+ * with row stride ldc (all in elements, row-major). C is overwritten; it must not overlap A or B.
+ * `pool` may be NULL: then everything runs on the calling thread. opts NULL means defaults.
+ *
+ * Errors: JOBQ_EINVAL (NULL matrix, m, n or k zero, lda < k, ldb < n, ldc < n, C overlapping A
+ * or B, an unknown or unsupported kernel or dispatch), JOBQ_EOVERFLOW (a matrix extent or a
+ * buffer size does not fit in size_t), JOBQ_ENOMEM, JOBQ_EDEADLK (GROUP dispatch from a worker of
+ * `pool`), or an error of the pool (JOBQ_ECLOSED). On error C may be partly written.
+ * Thread-safe: any number of calls may run at once, on the same pool or not.
+ */
+int jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size_t lda,
+                const double *B, size_t ldb, double *C, size_t ldc,
+                const jobq_matmul_options *opts);
+
+/*
+ * Naive reference: C = A x B by the textbook triple loop (each element summed in increasing k
+ * order, separate multiply and add), independent of the packed kernels. Rows are spread over
+ * `pool` (may be NULL). Same arguments and errors as jobq_matmul.
+ */
+int jobq_matmul_reference(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A,
+                          size_t lda, const double *B, size_t ldb, double *C, size_t ldc);
+
+/* Outcome of jobq_matmul_verify. */
+typedef struct jobq_matmul_check {
+    size_t checked;    /* elements compared: m * n */
+    size_t failures;   /* elements outside the bound */
+    size_t first_row;  /* first failing element in row-major order (valid when failures > 0) */
+    size_t first_col;
+    double first_c;    /* C and R at the first failure */
+    double first_r;
+    double max_ratio;  /* largest |C - R| / bound over all elements; INFINITY if some element
+                        * differs where the bound is 0 or is NaN on one side only */
+} jobq_matmul_check;
+
+/*
+ * Compare C (m x n, stride ldc) with a reference R (stride ldr) of the product of A and B:
+ * element (i, j) passes when C == R (also both NaN) or |C - R| <= 2 k u (|A| |B|)_ij with
+ * u = 2^-53. |A| |B| is computed here by the plain triple loop (not by the packed kernels), its
+ * rows spread over `pool` (may be NULL). Returns 0 with *ret_check filled whether or not the
+ * check passed (look at ret_check->failures); errors as jobq_matmul (ldr < n is JOBQ_EINVAL).
+ */
+int jobq_matmul_verify(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size_t lda,
+                       const double *B, size_t ldb, const double *C, size_t ldc, const double *R,
+                       size_t ldr, jobq_matmul_check *ret_check);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* JOBQ_MATMUL_H */

@@ -1,0 +1,453 @@
+/*
+ * matmul.c - C = A x B on a jobq pool: B packed once, row blocks of C as pool tasks.
+ *
+ * Design (GotoBLAS/BLIS structure, one level of it handed to the pool):
+ *   - B is copied once per call into "panels" of nr columns (nr = the kernel's register tile
+ *     width), zero-padded on the right, and cut along k into blocks of KC rows; within a block
+ *     each panel is a contiguous kc x nr micro-panel. The copy is split over the pool by panels.
+ *   - The rows of C are cut into blocks (block_rows, a multiple of the kernel's mr unless given
+ *     otherwise); each block is one task. A task walks its rows MC at a time; for every k block
+ *     it copies that MC x KC slice of A into mr-row micro-panels (zero-padded at the bottom) in a
+ *     per-thread buffer, then runs the micro-kernel over every (mr-row, nr-panel) tile.
+ *     Tiles that stick out of C go through a scratch tile, so the kernel never sees an edge.
+ *   - Tasks reach the pool through jobq_pool_parallel_for (caller computes too) or a jobq_group.
+ *
+ * Invariants: each element of C belongs to exactly one task; its value is one chain of
+ * multiply-adds in increasing k order (the kernel reloads C between k blocks instead of adding
+ * partial sums), so C does not depend on the thread count, the block size or the scheduling.
+ * Nothing is shared between tasks except read-only packed B; each thread has its own A buffer.
+ */
+#define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "kernels.h"
+#include "matmul-internal.h"
+
+/* Cache blocking. KC x nr of B (a micro-panel) and mr x KC of A stay close to the core while
+ * a tile is computed; MC x KC of A (the per-thread buffer) stays in L2. MC is a multiple of
+ * every mr (4, 6, 8). Values picked with bench/matmul on the development machine. */
+#ifndef MM_KC
+#define MM_KC 256
+#endif
+#ifndef MM_MC
+#define MM_MC 96
+#endif
+/* Panels of B per outer column block (NC / nr): bounds the slice of packed B a task sweeps per
+ * (k block, MC rows) so that it stays in the last-level cache. */
+#ifndef MM_NC_PANELS
+#define MM_NC_PANELS 64
+#endif
+#define MM_ALIGN 64
+#define MM_HUGE_PAGE ((size_t)2 << 20)
+#define MM_HUGE_MIN ((size_t)4 << 20)
+/* Largest mr * nr of any kernel (AVX-512: 8 x 24). */
+#define MM_TILE_MAX (8 * 24)
+/* Below this many B elements, packing in parallel costs more than it saves. */
+#define MM_PACK_PAR_MIN (1u << 15)
+/* Auto block size: about this many tasks per computing thread. */
+#define MM_TASKS_PER_THREAD 4
+
+struct mm_call {
+    const struct jobq__mm_kernel *kern;
+    size_t m, n, k, lda, ldb, ldc;
+    const double *A, *B;
+    double *C;
+    double *bpack;       /* k x nrtot, see above */
+    size_t npanels;      /* ceil(n / nr) */
+    size_t nrtot;        /* npanels * nr */
+    size_t block_rows;   /* rows of C per task */
+    size_t nblocks;
+    double *apack;       /* nslots buffers of apack_len doubles */
+    size_t apack_len;
+    size_t nslots;
+    jobq_pool *pool;
+    size_t panels_per_chunk;
+};
+
+void
+jobq_matmul_options_init(jobq_matmul_options *opts)
+{
+    if (opts == NULL)
+        return;
+    memset(opts, 0, sizeof(*opts));
+    opts->block_rows = 0;
+    opts->kernel = JOBQ_MATMUL_KERNEL_AUTO;
+    opts->dispatch = JOBQ_MATMUL_PARALLEL_FOR;
+}
+
+int
+jobq_matmul_kernel_supported(jobq_matmul_kernel kernel)
+{
+    return jobq__mm_kernel_get(kernel) != NULL;
+}
+
+jobq_matmul_kernel
+jobq_matmul_kernel_best(void)
+{
+    return jobq__mm_kernel_get(JOBQ_MATMUL_KERNEL_AUTO)->id;
+}
+
+static const char *const kernel_names[JOBQ_MATMUL_KERNEL_COUNT] = {
+    "auto", "generic", "avx2", "avx512",
+};
+
+const char *
+jobq_matmul_kernel_name(jobq_matmul_kernel kernel)
+{
+    if ((unsigned)kernel >= JOBQ_MATMUL_KERNEL_COUNT)
+        return "unknown";
+    return kernel_names[kernel];
+}
+
+int
+jobq_matmul_kernel_parse(const char *name, jobq_matmul_kernel *ret_kernel)
+{
+    unsigned i;
+
+    if (name == NULL || ret_kernel == NULL)
+        return JOBQ_EINVAL;
+    for (i = 0; i < JOBQ_MATMUL_KERNEL_COUNT; i++) {
+        if (strcmp(name, kernel_names[i]) == 0) {
+            *ret_kernel = (jobq_matmul_kernel)i;
+            return 0;
+        }
+    }
+    return JOBQ_EINVAL;
+}
+
+/* Last element + 1 of a rows x cols matrix with stride ld, or 0 on overflow (also in bytes). */
+static size_t
+extent(size_t rows, size_t cols, size_t ld)
+{
+    size_t e;
+
+    if ((rows - 1) > (SIZE_MAX - cols) / ld)
+        return 0;
+    e = (rows - 1) * ld + cols;
+    if (e > SIZE_MAX / sizeof(double))
+        return 0;
+    return e;
+}
+
+static int
+overlaps(const double *p, size_t plen, const double *q, size_t qlen)
+{
+    uintptr_t a = (uintptr_t)p, b = (uintptr_t)q;
+
+    return a < b + qlen * sizeof(double) && b < a + plen * sizeof(double);
+}
+
+int
+jobq__mm_check_args(size_t m, size_t n, size_t k, const double *A, size_t lda, const double *B,
+                    size_t ldb, const double *C, size_t ldc, int check_overlap)
+{
+    size_t ea, eb, ec;
+
+    if (A == NULL || B == NULL || C == NULL || m == 0 || n == 0 || k == 0)
+        return JOBQ_EINVAL;
+    if (lda < k || ldb < n || ldc < n)
+        return JOBQ_EINVAL;
+    ea = extent(m, k, lda);
+    eb = extent(k, n, ldb);
+    ec = extent(m, n, ldc);
+    if (ea == 0 || eb == 0 || ec == 0)
+        return JOBQ_EOVERFLOW;
+    if (check_overlap && (overlaps(C, ec, A, ea) || overlaps(C, ec, B, eb)))
+        return JOBQ_EINVAL;
+    return 0;
+}
+
+/*
+ * Aligned buffer for `count` doubles. Big ones (packed B) are 2 MiB aligned and advised as huge
+ * pages: a fresh allocation of that size is page-faulted in on every call, and under a
+ * hypervisor 4 KiB faults cost ~15 us each - as much as the multiply itself at N = 2048.
+ */
+static void *
+alloc_doubles(size_t count)
+{
+    size_t bytes = count * sizeof(double), align = MM_ALIGN;
+    void *p;
+
+    if (bytes >= MM_HUGE_MIN)
+        align = MM_HUGE_PAGE;
+    /* aligned_alloc wants a multiple of the alignment. */
+    if (bytes > SIZE_MAX - align)
+        return NULL;
+    bytes = (bytes + align - 1) / align * align;
+    p = aligned_alloc(align, bytes);
+#ifdef MADV_HUGEPAGE
+    if (p != NULL && align == MM_HUGE_PAGE)
+        (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice only: failure changes nothing */
+#endif
+    return p;
+}
+
+/* Pack panels [p0, p1) of B: for each k block, a contiguous kc x nr micro-panel per panel. */
+static int
+pack_b(void *ctx, size_t p0, size_t p1)
+{
+    const struct mm_call *mc = ctx;
+    const size_t nr = mc->kern->nr;
+    size_t jp, pc, p, j, kcur, col, ncur;
+
+    for (jp = p0; jp < p1; jp++) {
+        col = jp * nr;
+        ncur = mc->n - col < nr ? mc->n - col : nr;
+        for (pc = 0; pc < mc->k; pc += MM_KC) {
+            double *dst;
+
+            kcur = mc->k - pc < MM_KC ? mc->k - pc : MM_KC;
+            dst = mc->bpack + pc * mc->nrtot + jp * kcur * nr;
+            for (p = 0; p < kcur; p++) {
+                const double *src = mc->B + (pc + p) * mc->ldb + col;
+
+                memcpy(dst, src, ncur * sizeof(double));
+                for (j = ncur; j < nr; j++)
+                    dst[j] = 0.0;
+                dst += nr;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Pack rows [i0, i0 + mcur) x cols [pc, pc + kcur) of A into mr-row micro-panels. */
+static void
+pack_a(const struct mm_call *mc, double *dst, size_t i0, size_t mcur, size_t pc, size_t kcur)
+{
+    const size_t mr = mc->kern->mr;
+    size_t ir, r, p, rows;
+
+    for (ir = 0; ir < mcur; ir += mr) {
+        rows = mcur - ir < mr ? mcur - ir : mr;
+        for (r = 0; r < rows; r++) {
+            const double *src = mc->A + (i0 + ir + r) * mc->lda + pc;
+
+            for (p = 0; p < kcur; p++)
+                dst[p * mr + r] = src[p];
+        }
+        for (r = rows; r < mr; r++)
+            for (p = 0; p < kcur; p++)
+                dst[p * mr + r] = 0.0;
+        dst += mr * kcur;
+    }
+}
+
+/* C rows [r0, r1), using A buffer `apack`. */
+static void
+compute_rows(const struct mm_call *mc, double *apack, size_t r0, size_t r1)
+{
+    const size_t mr = mc->kern->mr, nr = mc->kern->nr;
+    const jobq__mm_kernel_fn kern = mc->kern->fn;
+    size_t i0, pc, jc, jend, jp, ir, mcur, kcur, mrcur, ncur, r;
+    _Alignas(MM_ALIGN) double tile[MM_TILE_MAX];
+    int load;
+
+    for (jc = 0; jc < mc->npanels; jc += MM_NC_PANELS) {
+        jend = mc->npanels - jc < MM_NC_PANELS ? mc->npanels : jc + MM_NC_PANELS;
+        for (pc = 0; pc < mc->k; pc += MM_KC) {
+            kcur = mc->k - pc < MM_KC ? mc->k - pc : MM_KC;
+            load = pc > 0;
+            for (i0 = r0; i0 < r1; i0 += MM_MC) {
+                mcur = r1 - i0 < MM_MC ? r1 - i0 : MM_MC;
+                pack_a(mc, apack, i0, mcur, pc, kcur);
+                for (jp = jc; jp < jend; jp++) {
+                    const double *bp = mc->bpack + pc * mc->nrtot + jp * kcur * nr;
+
+                    ncur = mc->n - jp * nr < nr ? mc->n - jp * nr : nr;
+                    for (ir = 0; ir < mcur; ir += mr) {
+                        const double *ap = apack + ir * kcur;
+                        double *cp = mc->C + (i0 + ir) * mc->ldc + jp * nr;
+
+                        mrcur = mcur - ir < mr ? mcur - ir : mr;
+                        if (mrcur == mr && ncur == nr) {
+                            kern(kcur, ap, bp, cp, mc->ldc, load);
+                            continue;
+                        }
+                        /* Edge tile: through the scratch tile (stride nr). */
+                        if (load)
+                            for (r = 0; r < mrcur; r++)
+                                memcpy(tile + r * nr, cp + r * mc->ldc, ncur * sizeof(double));
+                        kern(kcur, ap, bp, tile, nr, load);
+                        for (r = 0; r < mrcur; r++)
+                            memcpy(cp + r * mc->ldc, tile + r * nr, ncur * sizeof(double));
+                    }
+                }
+            }
+        }
+    }
+}
+
+static size_t
+slot_of(const struct mm_call *mc)
+{
+    int w;
+
+    if (mc->pool == NULL)
+        return 0;
+    w = jobq_pool_worker_index(mc->pool);
+    /* Workers use their index; the one calling thread (not a worker) the last slot. */
+    return w >= 0 ? (size_t)w : mc->nslots - 1;
+}
+
+static int
+run_blocks(void *ctx, size_t b0, size_t b1)
+{
+    const struct mm_call *mc = ctx;
+    double *apack = mc->apack + slot_of(mc) * mc->apack_len;
+    size_t b, r0, r1;
+
+    for (b = b0; b < b1; b++) {
+        r0 = b * mc->block_rows;
+        r1 = mc->m - r0 < mc->block_rows ? mc->m : r0 + mc->block_rows;
+        compute_rows(mc, apack, r0, r1);
+    }
+    return 0;
+}
+
+/* GROUP dispatch: one job per range [begin, begin + len). */
+struct mm_range_job {
+    jobq_range_fn fn;
+    void *ctx;
+    size_t begin, end;
+};
+
+static int
+range_job_run(void *arg)
+{
+    const struct mm_range_job *rj = arg;
+
+    return rj->fn(rj->ctx, rj->begin, rj->end);
+}
+
+static int
+dispatch(struct mm_call *mc, jobq_matmul_dispatch how, size_t count, size_t grain,
+         jobq_range_fn fn)
+{
+    struct mm_range_job *rjs;
+    jobq_group *group;
+    jobq_job job;
+    size_t i, njobs;
+    int err, werr;
+
+    if (mc->pool == NULL || count <= grain)
+        return fn(mc, 0, count);
+    if (how == JOBQ_MATMUL_PARALLEL_FOR)
+        return jobq_pool_parallel_for(mc->pool, 0, count, grain, fn, mc);
+
+    njobs = count / grain + (count % grain != 0);
+    rjs = calloc(njobs, sizeof(*rjs));
+    if (rjs == NULL)
+        return JOBQ_ENOMEM;
+    err = jobq_group_create(&group, mc->pool);
+    if (err != 0) {
+        free(rjs);
+        return err;
+    }
+    for (i = 0; i < njobs; i++) {
+        rjs[i].fn = fn;
+        rjs[i].ctx = mc;
+        rjs[i].begin = i * grain;
+        rjs[i].end = count - i * grain < grain ? count : (i + 1) * grain;
+        job.run = range_job_run;
+        job.done = NULL;
+        job.arg = &rjs[i];
+        err = jobq_group_submit(group, &job);
+        if (err != 0)
+            break;
+    }
+    werr = jobq_group_wait(group);
+    jobq_group_destroy(group);
+    free(rjs);
+    return err != 0 ? err : werr;
+}
+
+int
+jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size_t lda,
+            const double *B, size_t ldb, double *C, size_t ldc, const jobq_matmul_options *opts)
+{
+    jobq_matmul_options defaults;
+    struct mm_call mc;
+    size_t threads, mr, nr, mc_rows, total;
+    int err;
+
+    if (opts == NULL) {
+        jobq_matmul_options_init(&defaults);
+        opts = &defaults;
+    }
+    err = jobq__mm_check_args(m, n, k, A, lda, B, ldb, C, ldc, 1);
+    if (err != 0)
+        return err;
+    if ((unsigned)opts->dispatch >= JOBQ_MATMUL_DISPATCH_COUNT ||
+        (unsigned)opts->kernel >= JOBQ_MATMUL_KERNEL_COUNT)
+        return JOBQ_EINVAL;
+    memset(&mc, 0, sizeof(mc));
+    mc.kern = jobq__mm_kernel_get(opts->kernel);
+    if (mc.kern == NULL)
+        return JOBQ_EINVAL;
+    if (pool != NULL && opts->dispatch == JOBQ_MATMUL_GROUP && jobq_pool_worker_index(pool) >= 0)
+        return JOBQ_EDEADLK;
+    mr = mc.kern->mr;
+    nr = mc.kern->nr;
+    mc.m = m;
+    mc.n = n;
+    mc.k = k;
+    mc.A = A;
+    mc.B = B;
+    mc.C = C;
+    mc.lda = lda;
+    mc.ldb = ldb;
+    mc.ldc = ldc;
+    mc.pool = pool;
+
+    /* Threads that compute: the workers, plus the caller under parallel_for. */
+    threads = 1;
+    if (pool != NULL) {
+        threads = jobq_pool_threads(pool);
+        if (opts->dispatch == JOBQ_MATMUL_PARALLEL_FOR)
+            threads++;
+    }
+    /* A buffers: one per worker (by index) and one for a calling thread that is not a worker. */
+    mc.nslots = pool != NULL ? (size_t)jobq_pool_threads(pool) + 1 : 1;
+
+    if (opts->block_rows != 0) {
+        mc.block_rows = opts->block_rows;
+    } else {
+        /* Several blocks per thread for balance, each a whole number of register tiles. */
+        mc.block_rows = (m + threads * MM_TASKS_PER_THREAD - 1) / (threads * MM_TASKS_PER_THREAD);
+        mc.block_rows = (mc.block_rows + mr - 1) / mr * mr;
+    }
+    if (mc.block_rows > m)
+        mc.block_rows = m;
+    mc.nblocks = m / mc.block_rows + (m % mc.block_rows != 0);
+
+    mc.npanels = n / nr + (n % nr != 0);
+    mc.nrtot = mc.npanels * nr;
+    if (k > SIZE_MAX / sizeof(double) / mc.nrtot)
+        return JOBQ_EOVERFLOW;
+    total = k * mc.nrtot;
+    mc_rows = mc.block_rows < MM_MC ? mc.block_rows : MM_MC;
+    mc_rows = (mc_rows + mr - 1) / mr * mr;
+    mc.apack_len = mc_rows * (k < MM_KC ? k : MM_KC);
+    /* Keep every slot's buffer on its own cache lines. */
+    mc.apack_len = (mc.apack_len + 7) / 8 * 8;
+
+    mc.bpack = alloc_doubles(total);
+    mc.apack = alloc_doubles(mc.apack_len * mc.nslots);
+    if (mc.bpack == NULL || mc.apack == NULL) {
+        err = JOBQ_ENOMEM;
+        goto out;
+    }
+
+    mc.panels_per_chunk = MM_PACK_PAR_MIN / (k * nr) + 1;
+    err = dispatch(&mc, opts->dispatch, mc.npanels, mc.panels_per_chunk, pack_b);
+    if (err == 0)
+        err = dispatch(&mc, opts->dispatch, mc.nblocks, 1, run_blocks);
+out:
+    free(mc.bpack);
+    free(mc.apack);
+    return err;
+}
