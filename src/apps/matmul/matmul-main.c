@@ -1,0 +1,566 @@
+/*
+ * matmul-main.c - jobq-matmul: the matrix-multiply exercise and a command-line multiplier.
+ *
+ * Design: parse options, build the inputs (random from --seed, or two .npy files), then for each
+ * (size, thread count) create a pool, run jobq_matmul --repeat times (best and median wall time),
+ * optionally verify against a reference, and print one row per run as a table, JSON or CSV.
+ * "-j T" means T computing threads: under the default parallel_for dispatch the calling thread
+ * computes too, so the pool gets T-1 workers (none for T = 1); under --dispatch group it gets T.
+ * The reference for --verify is OpenBLAS when the build found it, else the library's naive
+ * loop; the check is the element-wise bound of jobq_matmul_verify, never bit equality.
+ * Each configuration gets one untimed warm-up run before the --repeat timed ones.
+ * Bad input files are reported with the file name and reason; the exit status tells what failed.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jobq.h>
+#include <jobq/matmul.h>
+
+#include "npy.h"
+
+#ifdef JOBQ_HAVE_OPENBLAS
+#include <cblas.h>
+void openblas_set_num_threads(int num_threads);
+#endif
+
+enum {
+    EXIT_OK = 0,
+    EXIT_VERIFY = 1, /* --verify found elements outside the bound */
+    EXIT_USAGE = 2,  /* bad command line */
+    EXIT_FILE = 3,   /* an input file was refused or unreadable, or --save failed */
+    EXIT_RUN = 4,    /* the multiply itself failed (out of memory, pool error) */
+};
+
+enum fmt { FMT_TABLE, FMT_JSON, FMT_CSV };
+
+struct opts {
+    size_t m, n, k;
+    unsigned threads; /* 0: default */
+    size_t block;
+    unsigned repeat;
+    enum fmt format;
+    int verify;
+    uint64_t seed;
+    jobq_matmul_kernel kernel;
+    jobq_matmul_dispatch dispatch;
+    const char *load_a, *load_b, *save_c;
+};
+
+struct result {
+    size_t m, n, k;
+    unsigned threads;
+    double best_s, median_s, gflops, speedup;
+    const char *verify; /* "ok", "FAILED", "skipped" */
+    size_t failures;
+    double max_ratio;
+};
+
+static void
+usage(FILE *out)
+{
+    fprintf(out,
+            "usage: jobq-matmul [options]\n"
+            "       jobq-matmul --load A.npy B.npy [--save C.npy] [options]\n"
+            "\n"
+            "C = A x B for double matrices, split into row blocks run by a jobq thread pool.\n"
+            "Without a size or --load: the exercise - N = 128, 256, 512 with random inputs, each\n"
+            "on 1 thread and on all cores, timed and verified.\n"
+            "\n"
+            "  -n N                square N x N (or, with -m/-k, the columns of B and C)\n"
+            "  -m M, -k K          rows of A and C; columns of A = rows of B\n"
+            "  -j, --threads T     computing threads (default: all %u usable cores)\n"
+            "  --block ROWS        rows of C per task (default: automatic)\n"
+            "  --repeat R          run R times, report best and median (default 3)\n"
+            "  --format F          table (default), json or csv\n"
+            "  --verify            check C against a reference (%s) with |C-R| <= 2 k u |A||B|\n"
+            "  --seed S            seed of the random inputs (default 1)\n"
+            "  --kernel K          auto (default), generic, avx2, avx512\n"
+            "  --dispatch D        pfor (default: parallel_for, caller computes) or group\n"
+            "  --load A.npy B.npy  multiply two .npy files (float64 '<f8', C order, 2-D)\n"
+            "  --save C.npy        write the product (with --load, or with random inputs)\n"
+            "  -h, --help          this text\n"
+            "  -V, --version       version\n"
+            "\n"
+            "Exit status: 0 success; 1 verification failed; 2 bad command line; 3 an input file\n"
+            "was refused or unreadable (the message names the file and the reason) or --save\n"
+            "failed; 4 the multiply failed (out of memory, pool error).\n",
+            jobq_cpu_count(),
+#ifdef JOBQ_HAVE_OPENBLAS
+            "OpenBLAS"
+#else
+            "the naive triple loop"
+#endif
+    );
+}
+
+static int
+parse_size(const char *opt, const char *s, size_t *ret)
+{
+    unsigned long long v;
+    char *end;
+
+    if (s == NULL) {
+        fprintf(stderr, "jobq-matmul: %s needs a value\n", opt);
+        return -1;
+    }
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v == 0 || v > SIZE_MAX) {
+        fprintf(stderr, "jobq-matmul: %s: '%s' is not a positive integer\n", opt, s);
+        return -1;
+    }
+    *ret = (size_t)v;
+    return 0;
+}
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* splitmix64: a fixed, portable stream for a given seed. */
+static double
+rand_unit(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return (double)(z >> 11) * 0x1p-53 * 2.0 - 1.0;
+}
+
+static double *
+random_matrix(size_t rows, size_t cols, uint64_t *state)
+{
+    double *p;
+    size_t i;
+
+    if (cols != 0 && rows > SIZE_MAX / sizeof(double) / cols)
+        return NULL;
+    p = malloc(rows * cols * sizeof(double));
+    if (p == NULL)
+        return NULL;
+    for (i = 0; i < rows * cols; i++)
+        p[i] = rand_unit(state);
+    return p;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* Run one configuration; returns an EXIT_* code. *c_out keeps the last product. */
+static int
+run_one(const struct opts *o, unsigned threads, size_t m, size_t n, size_t k, const double *A,
+        const double *B, double *C, struct result *res)
+{
+    jobq_pool_options po;
+    jobq_matmul_options mo;
+    jobq_pool *pool = NULL;
+    double *times = NULL, t;
+    unsigned r, workers;
+    int err;
+
+    workers = o->dispatch == JOBQ_MATMUL_GROUP ? threads : threads - 1;
+    if (workers > 0) {
+        jobq_pool_options_init(&po);
+        po.threads = workers;
+        po.name = "matmul";
+        err = jobq_pool_create(&pool, &po);
+        if (err != 0) {
+            fprintf(stderr, "jobq-matmul: cannot start %u threads: %s\n", workers,
+                    jobq_strerror(err));
+            return EXIT_RUN;
+        }
+    }
+    jobq_matmul_options_init(&mo);
+    mo.block_rows = o->block;
+    mo.kernel = o->kernel;
+    mo.dispatch = o->dispatch;
+    times = calloc(o->repeat, sizeof(double));
+    if (times == NULL) {
+        jobq_pool_destroy(pool);
+        fprintf(stderr, "jobq-matmul: out of memory\n");
+        return EXIT_RUN;
+    }
+    /* One untimed run first: it faults in C and the library's buffers and wakes the workers,
+     * which would otherwise land in the first timing. */
+    for (r = 0; r <= o->repeat; r++) {
+        t = now_s();
+        err = jobq_matmul(pool, m, n, k, A, k, B, n, C, n, &mo);
+        if (r > 0)
+            times[r - 1] = now_s() - t;
+        if (err != 0) {
+            fprintf(stderr, "jobq-matmul: multiply %zu x %zu x %zu failed: %s\n", m, k, n,
+                    jobq_strerror(err));
+            free(times);
+            jobq_pool_destroy(pool);
+            return EXIT_RUN;
+        }
+    }
+    qsort(times, o->repeat, sizeof(double), cmp_double);
+    res->m = m;
+    res->n = n;
+    res->k = k;
+    res->threads = threads;
+    res->best_s = times[0];
+    res->median_s = o->repeat % 2 ? times[o->repeat / 2]
+                                  : (times[o->repeat / 2 - 1] + times[o->repeat / 2]) / 2;
+    res->gflops = 2.0 * (double)m * (double)n * (double)k / res->best_s * 1e-9;
+    res->speedup = 1.0;
+    res->verify = "skipped";
+    res->failures = 0;
+    res->max_ratio = 0.0;
+    free(times);
+
+    if (o->verify) {
+        jobq_matmul_check check;
+        double *R = malloc(m * n * sizeof(double));
+
+        if (R == NULL) {
+            jobq_pool_destroy(pool);
+            fprintf(stderr, "jobq-matmul: out of memory for the reference\n");
+            return EXIT_RUN;
+        }
+#ifdef JOBQ_HAVE_OPENBLAS
+        openblas_set_num_threads((int)threads);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0, A,
+                    (int)k, B, (int)n, 0.0, R, (int)n);
+        err = 0;
+        if (m > INT32_MAX || n > INT32_MAX || k > INT32_MAX)
+#endif
+            err = jobq_matmul_reference(pool, m, n, k, A, k, B, n, R, n);
+        if (err == 0)
+            err = jobq_matmul_verify(pool, m, n, k, A, k, B, n, C, n, R, n, &check);
+        free(R);
+        if (err != 0) {
+            jobq_pool_destroy(pool);
+            fprintf(stderr, "jobq-matmul: verification could not run: %s\n", jobq_strerror(err));
+            return EXIT_RUN;
+        }
+        res->failures = check.failures;
+        res->max_ratio = check.max_ratio;
+        res->verify = check.failures == 0 ? "ok" : "FAILED";
+        if (check.failures > 0)
+            fprintf(stderr,
+                    "jobq-matmul: %zu x %zu x %zu: %zu elements outside the bound, first "
+                    "C[%zu][%zu] = %.17g vs reference %.17g\n",
+                    m, k, n, check.failures, check.first_row, check.first_col, check.first_c,
+                    check.first_r);
+    }
+    jobq_pool_destroy(pool);
+    return res->failures > 0 ? EXIT_VERIFY : EXIT_OK;
+}
+
+static void
+print_header(enum fmt f)
+{
+    if (f == FMT_TABLE)
+        printf("%6s %6s %6s %7s %11s %11s %9s %8s  %s\n", "m", "k", "n", "threads", "best_s",
+               "median_s", "GFLOP/s", "speedup", "verify (max |C-R|/bound)");
+    else if (f == FMT_CSV)
+        printf("m,k,n,threads,kernel,best_s,median_s,gflops,speedup,verify,failures,max_ratio\n");
+    else
+        printf("[");
+}
+
+static void
+print_row(enum fmt f, const struct result *r, const char *kernel, int first)
+{
+    if (f == FMT_TABLE)
+        printf("%6zu %6zu %6zu %7u %11.6f %11.6f %9.2f %7.2fx  %s (%.3g)\n", r->m, r->k, r->n,
+               r->threads, r->best_s, r->median_s, r->gflops, r->speedup, r->verify,
+               r->max_ratio);
+    else if (f == FMT_CSV)
+        printf("%zu,%zu,%zu,%u,%s,%.9f,%.9f,%.3f,%.3f,%s,%zu,%.6g\n", r->m, r->k, r->n, r->threads,
+               kernel, r->best_s, r->median_s, r->gflops, r->speedup, r->verify, r->failures,
+               r->max_ratio);
+    else
+        printf("%s\n  {\"m\": %zu, \"k\": %zu, \"n\": %zu, \"threads\": %u, \"kernel\": \"%s\", "
+               "\"best_s\": %.9f, \"median_s\": %.9f, \"gflops\": %.3f, \"speedup\": %.3f, "
+               "\"verify\": \"%s\", \"failures\": %zu, \"max_ratio\": %.6g}",
+               first ? "" : ",", r->m, r->k, r->n, r->threads, kernel, r->best_s, r->median_s,
+               r->gflops, r->speedup, r->verify, r->failures, r->max_ratio);
+}
+
+static void
+print_footer(enum fmt f)
+{
+    if (f == FMT_JSON)
+        printf("\n]\n");
+}
+
+static int
+load_file(const char *path, double **data, size_t *rows, size_t *cols)
+{
+    char why[256];
+    int err;
+
+    err = mm_npy_load(path, data, rows, cols, why, sizeof(why));
+    if (err != 0) {
+        fprintf(stderr, "jobq-matmul: %s: %s\n", path, why);
+        return -1;
+    }
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const size_t exercise[] = {128, 256, 512};
+    struct opts o;
+    struct result res, base;
+    const char *kernel_name;
+    double *A = NULL, *B = NULL, *C = NULL;
+    size_t sizes[3], nsizes, s, ar, ac, br, bc;
+    unsigned thread_list[2], nthreads, t, cores;
+    int i, status = EXIT_OK, rc, first = 1, have_size = 0;
+    uint64_t state;
+
+    memset(&o, 0, sizeof(o));
+    o.repeat = 3;
+    o.seed = 1;
+    o.kernel = JOBQ_MATMUL_KERNEL_AUTO;
+    o.dispatch = JOBQ_MATMUL_PARALLEL_FOR;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        size_t val;
+
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return EXIT_OK;
+        } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+            printf("jobq-matmul %s (kernel %s)\n", JOBQ_VERSION_STRING,
+                   jobq_matmul_kernel_name(jobq_matmul_kernel_best()));
+            return EXIT_OK;
+        } else if (strcmp(a, "-n") == 0 || strcmp(a, "-m") == 0 || strcmp(a, "-k") == 0) {
+            if (parse_size(a, v, &val) != 0)
+                return EXIT_USAGE;
+            if (a[1] == 'n')
+                o.n = val;
+            else if (a[1] == 'm')
+                o.m = val;
+            else
+                o.k = val;
+            have_size = 1;
+            i++;
+        } else if (strcmp(a, "-j") == 0 || strcmp(a, "--threads") == 0) {
+            if (parse_size(a, v, &val) != 0)
+                return EXIT_USAGE;
+            if (val > 4096) {
+                fprintf(stderr, "jobq-matmul: %s: at most 4096 threads\n", a);
+                return EXIT_USAGE;
+            }
+            o.threads = (unsigned)val;
+            i++;
+        } else if (strcmp(a, "--block") == 0) {
+            if (parse_size(a, v, &o.block) != 0)
+                return EXIT_USAGE;
+            i++;
+        } else if (strcmp(a, "--repeat") == 0) {
+            if (parse_size(a, v, &val) != 0)
+                return EXIT_USAGE;
+            if (val > 100000) {
+                fprintf(stderr, "jobq-matmul: --repeat: at most 100000\n");
+                return EXIT_USAGE;
+            }
+            o.repeat = (unsigned)val;
+            i++;
+        } else if (strcmp(a, "--seed") == 0) {
+            char *end;
+
+            if (v == NULL) {
+                fprintf(stderr, "jobq-matmul: --seed needs a value\n");
+                return EXIT_USAGE;
+            }
+            errno = 0;
+            o.seed = strtoull(v, &end, 0);
+            if (errno != 0 || end == v || *end != '\0') {
+                fprintf(stderr, "jobq-matmul: --seed: '%s' is not a number\n", v);
+                return EXIT_USAGE;
+            }
+            i++;
+        } else if (strcmp(a, "--format") == 0) {
+            if (v != NULL && strcmp(v, "table") == 0)
+                o.format = FMT_TABLE;
+            else if (v != NULL && strcmp(v, "json") == 0)
+                o.format = FMT_JSON;
+            else if (v != NULL && strcmp(v, "csv") == 0)
+                o.format = FMT_CSV;
+            else {
+                fprintf(stderr, "jobq-matmul: --format: need table, json or csv\n");
+                return EXIT_USAGE;
+            }
+            i++;
+        } else if (strcmp(a, "--kernel") == 0) {
+            if (v == NULL || jobq_matmul_kernel_parse(v, &o.kernel) != 0) {
+                fprintf(stderr, "jobq-matmul: --kernel: need auto, generic, avx2 or avx512\n");
+                return EXIT_USAGE;
+            }
+            if (!jobq_matmul_kernel_supported(o.kernel)) {
+                fprintf(stderr, "jobq-matmul: --kernel %s: not supported by this CPU\n", v);
+                return EXIT_USAGE;
+            }
+            i++;
+        } else if (strcmp(a, "--dispatch") == 0) {
+            if (v != NULL && strcmp(v, "pfor") == 0)
+                o.dispatch = JOBQ_MATMUL_PARALLEL_FOR;
+            else if (v != NULL && strcmp(v, "group") == 0)
+                o.dispatch = JOBQ_MATMUL_GROUP;
+            else {
+                fprintf(stderr, "jobq-matmul: --dispatch: need pfor or group\n");
+                return EXIT_USAGE;
+            }
+            i++;
+        } else if (strcmp(a, "--verify") == 0) {
+            o.verify = 1;
+        } else if (strcmp(a, "--load") == 0) {
+            if (i + 2 >= argc) {
+                fprintf(stderr, "jobq-matmul: --load needs two files: A.npy B.npy\n");
+                return EXIT_USAGE;
+            }
+            o.load_a = argv[i + 1];
+            o.load_b = argv[i + 2];
+            i += 2;
+        } else if (strcmp(a, "--save") == 0) {
+            if (v == NULL) {
+                fprintf(stderr, "jobq-matmul: --save needs a file name\n");
+                return EXIT_USAGE;
+            }
+            o.save_c = v;
+            i++;
+        } else {
+            fprintf(stderr, "jobq-matmul: unknown option '%s' (see --help)\n", a);
+            return EXIT_USAGE;
+        }
+    }
+    if (o.load_a != NULL && have_size) {
+        fprintf(stderr, "jobq-matmul: --load takes the sizes from the files; drop -m/-k/-n\n");
+        return EXIT_USAGE;
+    }
+    if (o.save_c != NULL && o.load_a == NULL && !have_size) {
+        fprintf(stderr, "jobq-matmul: --save needs --load or a size (-n)\n");
+        return EXIT_USAGE;
+    }
+    cores = jobq_cpu_count();
+    kernel_name = jobq_matmul_kernel_name(o.kernel == JOBQ_MATMUL_KERNEL_AUTO
+                                              ? jobq_matmul_kernel_best()
+                                              : o.kernel);
+
+    if (o.load_a != NULL) {
+        int bad = 0;
+
+        /* Both files are checked, so one run reports every bad input. */
+        if (load_file(o.load_a, &A, &ar, &ac) != 0)
+            bad = 1;
+        if (load_file(o.load_b, &B, &br, &bc) != 0)
+            bad = 1;
+        if (!bad && ac != br) {
+            fprintf(stderr,
+                    "jobq-matmul: %s: shape mismatch: A (%s) is %zu x %zu but B has %zu rows\n",
+                    o.load_b, o.load_a, ar, ac, br);
+            bad = 1;
+        }
+        if (bad) {
+            free(A);
+            free(B);
+            return EXIT_FILE;
+        }
+        o.m = ar;
+        o.k = ac;
+        o.n = bc;
+        have_size = 1;
+    }
+
+    if (have_size) {
+        if (o.n == 0)
+            o.n = o.m != 0 ? o.m : o.k;
+        if (o.m == 0)
+            o.m = o.n;
+        if (o.k == 0)
+            o.k = o.n;
+        nsizes = 1;
+        sizes[0] = 0;
+        thread_list[0] = o.threads != 0 ? o.threads : cores;
+        nthreads = 1;
+    } else {
+        nsizes = 3;
+        memcpy(sizes, exercise, sizeof(exercise));
+        o.verify = 1;
+        thread_list[0] = 1;
+        thread_list[1] = o.threads != 0 ? o.threads : cores;
+        nthreads = thread_list[1] != 1 ? 2 : 1;
+    }
+
+    if (o.format == FMT_TABLE)
+        printf("# jobq-matmul %s: kernel %s, %u usable cores, dispatch %s, %u repeats\n",
+               JOBQ_VERSION_STRING, kernel_name, cores,
+               o.dispatch == JOBQ_MATMUL_GROUP ? "group" : "parallel_for", o.repeat);
+    print_header(o.format);
+    for (s = 0; s < nsizes; s++) {
+        size_t m = o.m, n = o.n, k = o.k;
+
+        if (sizes[s] != 0)
+            m = n = k = sizes[s];
+        if (o.load_a == NULL) {
+            state = o.seed;
+            free(A);
+            free(B);
+            A = random_matrix(m, k, &state);
+            B = random_matrix(k, n, &state);
+        }
+        free(C);
+        C = n != 0 && m <= SIZE_MAX / sizeof(double) / n ? malloc(m * n * sizeof(double)) : NULL;
+        if (A == NULL || B == NULL || C == NULL) {
+            fprintf(stderr, "jobq-matmul: out of memory for %zu x %zu x %zu\n", m, k, n);
+            status = EXIT_RUN;
+            break;
+        }
+        for (t = 0; t < nthreads; t++) {
+            rc = run_one(&o, thread_list[t], m, n, k, A, B, C, &res);
+            if (rc == EXIT_RUN) {
+                status = EXIT_RUN;
+                break;
+            }
+            if (rc == EXIT_VERIFY && status == EXIT_OK)
+                status = EXIT_VERIFY;
+            if (t == 0)
+                base = res;
+            else
+                res.speedup = base.best_s / res.best_s;
+            print_row(o.format, &res, kernel_name, first);
+            first = 0;
+        }
+        if (status == EXIT_RUN)
+            break;
+    }
+    print_footer(o.format);
+    if (o.save_c != NULL && status != EXIT_RUN) {
+        char why[256];
+
+        if (mm_npy_save(o.save_c, C, o.m, o.n, o.n, why, sizeof(why)) != 0) {
+            fprintf(stderr, "jobq-matmul: %s: %s\n", o.save_c, why);
+            if (status == EXIT_OK)
+                status = EXIT_FILE;
+        }
+    }
+    free(A);
+    free(B);
+    free(C);
+    return status;
+}

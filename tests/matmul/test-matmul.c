@@ -1,0 +1,357 @@
+/*
+ * test-matmul.c - the matmul job (src/jobs/matmul) through its public header.
+ *
+ * Products of many shapes (1x1, primes, rectangular, strided) and every kernel the CPU has are
+ * checked against the naive reference with the error bound; the result must be bit-identical for
+ * any pool size, dispatch and block size; the verifier must catch one planted wrong product; bad
+ * arguments must be refused with the documented codes.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include <jobq.h>
+#include <jobq/matmul.h>
+
+static uint64_t rng_state;
+
+static double
+rnd(void)
+{
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
+
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return (double)(z >> 11) * 0x1p-53 * 2.0 - 1.0;
+}
+
+static double *
+rand_matrix(size_t rows, size_t ld)
+{
+    double *p = malloc(rows * ld * sizeof(double));
+    size_t i;
+
+    cr_assert_not_null(p);
+    for (i = 0; i < rows * ld; i++)
+        p[i] = rnd();
+    return p;
+}
+
+static jobq_pool *
+make_pool(unsigned threads)
+{
+    jobq_pool_options po;
+    jobq_pool *pool = NULL;
+
+    jobq_pool_options_init(&po);
+    po.threads = threads;
+    cr_assert_eq(jobq_pool_create(&pool, &po), 0);
+    return pool;
+}
+
+/* Multiply with strides lda = k + pa etc., check against the reference and that the padding
+ * columns of C were not touched. */
+static void
+check_shape(jobq_pool *pool, size_t m, size_t n, size_t k, size_t pad, jobq_matmul_kernel kern,
+            jobq_matmul_dispatch how)
+{
+    const size_t lda = k + pad, ldb = n + 2 * pad, ldc = n + pad;
+    const double sentinel = -12345.5;
+    jobq_matmul_options o;
+    jobq_matmul_check check;
+    double *A, *B, *C, *R;
+    size_t i, j;
+
+    rng_state = m * 1000003u + n * 1009u + k;
+    A = rand_matrix(m, lda);
+    B = rand_matrix(k, ldb);
+    C = malloc(m * ldc * sizeof(double));
+    R = malloc(m * n * sizeof(double));
+    cr_assert(C != NULL && R != NULL);
+    for (i = 0; i < m * ldc; i++)
+        C[i] = sentinel;
+    jobq_matmul_options_init(&o);
+    o.kernel = kern;
+    o.dispatch = how;
+    cr_assert_eq(jobq_matmul(pool, m, n, k, A, lda, B, ldb, C, ldc, &o), 0,
+                 "%zux%zux%zu kernel %s", m, k, n, jobq_matmul_kernel_name(kern));
+    cr_assert_eq(jobq_matmul_reference(pool, m, n, k, A, lda, B, ldb, R, n), 0);
+    cr_assert_eq(jobq_matmul_verify(pool, m, n, k, A, lda, B, ldb, C, ldc, R, n, &check), 0);
+    cr_assert_eq(check.checked, m * n);
+    cr_assert_eq(check.failures, 0,
+                 "%zux%zux%zu kernel %s: %zu failures, first (%zu,%zu) %.17g vs %.17g", m, k, n,
+                 jobq_matmul_kernel_name(kern), check.failures, check.first_row,
+                 check.first_col, check.first_c, check.first_r);
+    for (i = 0; i < m; i++)
+        for (j = n; j < ldc; j++)
+            cr_assert_eq(C[i * ldc + j], sentinel, "padding C[%zu][%zu] overwritten", i, j);
+    free(A);
+    free(B);
+    free(C);
+    free(R);
+}
+
+static const size_t shapes[][3] = {
+    {1, 1, 1},     {1, 1, 7},     {2, 3, 5},     {7, 13, 29},   {8, 24, 256},  {9, 25, 257},
+    {97, 89, 101}, {1, 300, 5},   {300, 1, 7},   {5, 7, 1},     {31, 17, 600}, {64, 64, 64},
+    {127, 129, 131}, {200, 3, 300}, {3, 250, 513},
+};
+
+static void
+check_all_shapes(jobq_pool *pool, jobq_matmul_dispatch how)
+{
+    unsigned kern;
+    size_t s, pad;
+
+    for (kern = JOBQ_MATMUL_KERNEL_AUTO; kern < JOBQ_MATMUL_KERNEL_COUNT; kern++) {
+        if (!jobq_matmul_kernel_supported((jobq_matmul_kernel)kern))
+            continue;
+        for (s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
+            for (pad = 0; pad <= 3; pad += 3)
+                check_shape(pool, shapes[s][0], shapes[s][1], shapes[s][2], pad,
+                            (jobq_matmul_kernel)kern, how);
+    }
+}
+
+Test(matmul, shapes_single_thread_match_reference, .timeout = 120)
+{
+    check_all_shapes(NULL, JOBQ_MATMUL_PARALLEL_FOR);
+}
+
+Test(matmul, shapes_on_pool_match_reference, .timeout = 120)
+{
+    jobq_pool *pool = make_pool(3);
+
+    check_all_shapes(pool, JOBQ_MATMUL_PARALLEL_FOR);
+    check_all_shapes(pool, JOBQ_MATMUL_GROUP);
+    jobq_pool_destroy(pool);
+}
+
+Test(matmul, reference_matches_textbook_loop)
+{
+    const size_t m = 13, n = 11, k = 300;
+    jobq_matmul_check check;
+    double *A, *B, *R, *T;
+    size_t i, j, p;
+
+    rng_state = 99;
+    A = rand_matrix(m, k);
+    B = rand_matrix(k, n);
+    R = malloc(m * n * sizeof(double));
+    T = malloc(m * n * sizeof(double));
+    cr_assert(R != NULL && T != NULL);
+    for (i = 0; i < m; i++)
+        for (j = 0; j < n; j++) {
+            double sum = 0.0;
+
+            for (p = 0; p < k; p++)
+                sum += A[i * k + p] * B[p * n + j];
+            T[i * n + j] = sum;
+        }
+    cr_assert_eq(jobq_matmul_reference(NULL, m, n, k, A, k, B, n, R, n), 0);
+    cr_assert_eq(jobq_matmul_verify(NULL, m, n, k, A, k, B, n, R, n, T, n, &check), 0);
+    cr_assert_eq(check.failures, 0);
+    free(A);
+    free(B);
+    free(R);
+    free(T);
+}
+
+/* The same product must come out bit for bit equal whatever the threads and blocks. */
+Test(matmul, bit_identical_across_threads_and_blocks, .timeout = 120)
+{
+    const size_t m = 211, n = 173, k = 300; /* k crosses a k-block boundary */
+    static const unsigned pools[] = {1, 2, 4};
+    static const size_t blocks[] = {0, 1, 5, 8, 24, 64, 211};
+    jobq_matmul_options o;
+    double *A, *B, *C0, *C;
+    unsigned kern;
+    size_t pi, bi, d;
+
+    rng_state = 7;
+    A = rand_matrix(m, k);
+    B = rand_matrix(k, n);
+    C0 = malloc(m * n * sizeof(double));
+    C = malloc(m * n * sizeof(double));
+    cr_assert(C0 != NULL && C != NULL);
+    for (kern = JOBQ_MATMUL_KERNEL_GENERIC; kern < JOBQ_MATMUL_KERNEL_COUNT; kern++) {
+        if (!jobq_matmul_kernel_supported((jobq_matmul_kernel)kern))
+            continue;
+        jobq_matmul_options_init(&o);
+        o.kernel = (jobq_matmul_kernel)kern;
+        cr_assert_eq(jobq_matmul(NULL, m, n, k, A, k, B, n, C0, n, &o), 0);
+        for (pi = 0; pi < sizeof(pools) / sizeof(pools[0]); pi++) {
+            jobq_pool *pool = make_pool(pools[pi]);
+
+            for (bi = 0; bi < sizeof(blocks) / sizeof(blocks[0]); bi++)
+                for (d = 0; d < JOBQ_MATMUL_DISPATCH_COUNT; d++) {
+                    memset(C, 0, m * n * sizeof(double));
+                    o.block_rows = blocks[bi];
+                    o.dispatch = (jobq_matmul_dispatch)d;
+                    cr_assert_eq(jobq_matmul(pool, m, n, k, A, k, B, n, C, n, &o), 0);
+                    cr_assert(memcmp(C, C0, m * n * sizeof(double)) == 0,
+                              "kernel %s, %u threads, block %zu, dispatch %zu differs",
+                              jobq_matmul_kernel_name(o.kernel), pools[pi], blocks[bi], d);
+                }
+            jobq_pool_destroy(pool);
+        }
+    }
+    free(A);
+    free(B);
+    free(C0);
+    free(C);
+}
+
+/* C[i][j] computed with one product slightly wrong must fail the bound, alone. */
+Test(matmul, verifier_catches_planted_wrong_product)
+{
+    const size_t m = 40, n = 30, k = 500, pi = 17, pj = 23, pp = 333;
+    jobq_matmul_check check;
+    double *A, *B, *C, *R;
+
+    rng_state = 3;
+    A = rand_matrix(m, k);
+    B = rand_matrix(k, n);
+    C = malloc(m * n * sizeof(double));
+    R = malloc(m * n * sizeof(double));
+    cr_assert(C != NULL && R != NULL);
+    cr_assert_eq(jobq_matmul(NULL, m, n, k, A, k, B, n, C, n, NULL), 0);
+    cr_assert_eq(jobq_matmul_reference(NULL, m, n, k, A, k, B, n, R, n), 0);
+    cr_assert_eq(jobq_matmul_verify(NULL, m, n, k, A, k, B, n, C, n, R, n, &check), 0);
+    cr_assert_eq(check.failures, 0);
+    cr_assert_lt(check.max_ratio, 1.0);
+
+    /* One term a*b replaced by a*b*(1 + 1e-9): a relative error far above k*u per product. */
+    C[pi * n + pj] += A[pi * k + pp] * B[pp * n + pj] * 1e-9;
+    cr_assert_eq(jobq_matmul_verify(NULL, m, n, k, A, k, B, n, C, n, R, n, &check), 0);
+    cr_assert_eq(check.failures, 1);
+    cr_assert_eq(check.first_row, pi);
+    cr_assert_eq(check.first_col, pj);
+    cr_assert_gt(check.max_ratio, 1.0);
+
+    /* A NaN on one side only is a failure too. */
+    C[pi * n + pj] = NAN;
+    cr_assert_eq(jobq_matmul_verify(NULL, m, n, k, A, k, B, n, C, n, R, n, &check), 0);
+    cr_assert_eq(check.failures, 1);
+    free(A);
+    free(B);
+    free(C);
+    free(R);
+}
+
+Test(matmul, bad_arguments_are_refused)
+{
+    double a[16] = {0}, b[16] = {0}, c[16] = {0};
+    jobq_matmul_options o;
+    jobq_matmul_check check;
+    jobq_matmul_kernel kern;
+
+    cr_assert_eq(jobq_matmul(NULL, 2, 2, 2, NULL, 2, b, 2, c, 2, NULL), JOBQ_EINVAL);
+    cr_assert_eq(jobq_matmul(NULL, 2, 2, 2, a, 2, NULL, 2, c, 2, NULL), JOBQ_EINVAL);
+    cr_assert_eq(jobq_matmul(NULL, 2, 2, 2, a, 2, b, 2, NULL, 2, NULL), JOBQ_EINVAL);
+    cr_assert_eq(jobq_matmul(NULL, 0, 2, 2, a, 2, b, 2, c, 2, NULL), JOBQ_EINVAL);
+    cr_assert_eq(jobq_matmul(NULL, 2, 0, 2, a, 2, b, 2, c, 2, NULL), JOBQ_EINVAL);
+    cr_assert_eq(jobq_matmul(NULL, 2, 2, 0, a, 2, b, 2, c, 2, NULL), JOBQ_EINVAL);
+    cr_assert_eq(jobq_matmul(NULL, 2, 2, 3, a, 2, b, 2, c, 2, NULL), JOBQ_EINVAL); /* lda < k */
+    cr_assert_eq(jobq_matmul(NULL, 2, 3, 2, a, 3, b, 2, c, 3, NULL), JOBQ_EINVAL); /* ldb < n */
+    cr_assert_eq(jobq_matmul(NULL, 2, 3, 2, a, 2, b, 3, c, 2, NULL), JOBQ_EINVAL); /* ldc < n */
+    cr_assert_eq(jobq_matmul(NULL, 2, 2, 2, a, 2, b, 2, a + 2, 2, NULL), JOBQ_EINVAL); /* C on A */
+    cr_assert_eq(jobq_matmul(NULL, 2, 2, 2, a, 2, b, 2, b, 2, NULL), JOBQ_EINVAL);     /* C = B */
+    /* Extents that do not fit in size_t (nothing is read: the check comes first). */
+    cr_assert_eq(jobq_matmul(NULL, SIZE_MAX / 2, 2, 2, a, 4, b, 2, c, 2, NULL), JOBQ_EOVERFLOW);
+    cr_assert_eq(jobq_matmul(NULL, 2, 2, 2, a, SIZE_MAX / 4, b, 2, c, 2, NULL), JOBQ_EOVERFLOW);
+    cr_assert_eq(jobq_matmul(NULL, 2, SIZE_MAX / 8, 2, a, 2, b, SIZE_MAX / 8, c, SIZE_MAX / 8,
+                             NULL),
+                 JOBQ_EOVERFLOW);
+
+    jobq_matmul_options_init(&o);
+    o.kernel = JOBQ_MATMUL_KERNEL_COUNT;
+    cr_assert_eq(jobq_matmul(NULL, 2, 2, 2, a, 2, b, 2, c, 2, &o), JOBQ_EINVAL);
+    jobq_matmul_options_init(&o);
+    o.dispatch = JOBQ_MATMUL_DISPATCH_COUNT;
+    cr_assert_eq(jobq_matmul(NULL, 2, 2, 2, a, 2, b, 2, c, 2, &o), JOBQ_EINVAL);
+
+    cr_assert_eq(jobq_matmul_verify(NULL, 2, 2, 2, a, 2, b, 2, c, 2, c, 2, NULL), JOBQ_EINVAL);
+    cr_assert_eq(jobq_matmul_verify(NULL, 2, 2, 2, a, 2, b, 2, c, 2, c, 1, &check), JOBQ_EINVAL);
+    cr_assert_eq(jobq_matmul_reference(NULL, 2, 2, 2, a, 1, b, 2, c, 2), JOBQ_EINVAL);
+
+    cr_assert_eq(jobq_matmul_kernel_parse("avx9", &kern), JOBQ_EINVAL);
+    cr_assert_eq(jobq_matmul_kernel_parse(NULL, &kern), JOBQ_EINVAL);
+    cr_assert_str_eq(jobq_matmul_kernel_name(JOBQ_MATMUL_KERNEL_COUNT), "unknown");
+}
+
+Test(matmul, kernel_names_round_trip)
+{
+    jobq_matmul_kernel kern;
+    unsigned i;
+
+    for (i = 0; i < JOBQ_MATMUL_KERNEL_COUNT; i++) {
+        cr_assert_eq(jobq_matmul_kernel_parse(jobq_matmul_kernel_name((jobq_matmul_kernel)i),
+                                              &kern),
+                     0);
+        cr_assert_eq((unsigned)kern, i);
+    }
+    cr_assert(jobq_matmul_kernel_supported(JOBQ_MATMUL_KERNEL_GENERIC));
+    cr_assert_neq(jobq_matmul_kernel_best(), JOBQ_MATMUL_KERNEL_AUTO);
+    cr_assert(jobq_matmul_kernel_supported(jobq_matmul_kernel_best()));
+}
+
+/* From inside a worker: parallel_for dispatch works (nested), group dispatch is refused. */
+struct nested {
+    jobq_pool *pool;
+    int pfor_err, group_err, ok;
+};
+
+static int
+nested_job(void *arg)
+{
+    struct nested *ns = arg;
+    const size_t n = 50;
+    double *A, *B, *C, *R;
+    jobq_matmul_options o;
+    jobq_matmul_check check;
+
+    A = malloc(n * n * sizeof(double));
+    B = malloc(n * n * sizeof(double));
+    C = malloc(n * n * sizeof(double));
+    R = malloc(n * n * sizeof(double));
+    if (A == NULL || B == NULL || C == NULL || R == NULL)
+        return JOBQ_ENOMEM;
+    for (size_t i = 0; i < n * n; i++) {
+        A[i] = (double)(i % 7) - 3.0;
+        B[i] = (double)(i % 5) * 0.5;
+    }
+    jobq_matmul_options_init(&o);
+    o.block_rows = 8;
+    ns->pfor_err = jobq_matmul(ns->pool, n, n, n, A, n, B, n, C, n, &o);
+    o.dispatch = JOBQ_MATMUL_GROUP;
+    ns->group_err = jobq_matmul(ns->pool, n, n, n, A, n, B, n, R, n, &o);
+    ns->ok = jobq_matmul_reference(NULL, n, n, n, A, n, B, n, R, n) == 0 &&
+             jobq_matmul_verify(NULL, n, n, n, A, n, B, n, C, n, R, n, &check) == 0 &&
+             check.failures == 0;
+    free(A);
+    free(B);
+    free(C);
+    free(R);
+    return 0;
+}
+
+Test(matmul, call_from_a_worker, .timeout = 60)
+{
+    struct nested ns = {0};
+    jobq_job job = {0};
+
+    ns.pool = make_pool(2);
+    job.run = nested_job;
+    job.arg = &ns;
+    cr_assert_eq(jobq_pool_submit(ns.pool, &job), 0);
+    cr_assert_eq(jobq_pool_wait(ns.pool), 0);
+    cr_assert_eq(ns.pfor_err, 0);
+    cr_assert_eq(ns.group_err, JOBQ_EDEADLK);
+    cr_assert(ns.ok);
+    jobq_pool_destroy(ns.pool);
+}

@@ -1,0 +1,287 @@
+/*
+ * test-npy.c - the .npy reader/writer of jobq-matmul (src/apps/matmul/npy.c), and the
+ * executable's handling of bad inputs (exit status 3, message naming the file and reason).
+ *
+ * Every malformed file is written by the test itself into a fresh temporary directory.
+ * The executable is found through $JOBQ_MATMUL_EXE (set by meson); those tests skip without it.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include <jobq.h>
+
+#include "npy.h"
+
+static char dir[64];
+
+static void
+make_dir(void)
+{
+    strcpy(dir, "/tmp/jobq-npy-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+}
+
+static void
+remove_dir(void)
+{
+    char cmd[128];
+
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    (void)system(cmd);
+}
+
+TestSuite(npy, .init = make_dir, .fini = remove_dir);
+
+static const char *
+path_of(const char *name)
+{
+    static char buf[4][160];
+    static int next;
+    char *p = buf[next++ % 4];
+
+    (void)snprintf(p, 160, "%s/%s", dir, name);
+    return p;
+}
+
+/* Write a .npy file: version major.minor, header text (padded as numpy does unless raw),
+ * then `ndata` doubles 0, 1, 2, ... */
+static const char *
+write_npy(const char *name, int major, const char *header, size_t ndata)
+{
+    const char *path = path_of(name);
+    unsigned char pre[12] = {0x93, 'N', 'U', 'M', 'P', 'Y', 0, 0};
+    size_t hlen = strlen(header), prelen = major == 1 ? 10 : 12, i;
+    FILE *f = fopen(path, "wb");
+
+    cr_assert_not_null(f);
+    pre[6] = (unsigned char)major;
+    pre[8] = (unsigned char)(hlen & 0xff);
+    pre[9] = (unsigned char)((hlen >> 8) & 0xff);
+    if (major != 1) {
+        pre[10] = (unsigned char)((hlen >> 16) & 0xff);
+        pre[11] = (unsigned char)((hlen >> 24) & 0xff);
+    }
+    cr_assert_eq(fwrite(pre, 1, prelen, f), prelen);
+    cr_assert_eq(fwrite(header, 1, hlen, f), hlen);
+    for (i = 0; i < ndata; i++) {
+        double v = (double)i;
+
+        cr_assert_eq(fwrite(&v, sizeof(v), 1, f), 1);
+    }
+    cr_assert_eq(fclose(f), 0);
+    return path;
+}
+
+#define GOOD_HDR(shape) "{'descr': '<f8', 'fortran_order': False, 'shape': " shape ", }\n"
+
+static void
+expect_refused(const char *path, int code, const char *reason_part)
+{
+    char why[256] = "";
+    double *data = NULL;
+    size_t r = 0, c = 0;
+
+    cr_assert_eq(mm_npy_load(path, &data, &r, &c, why, sizeof(why)), code, "%s: got '%s'", path,
+                 why);
+    cr_assert_null(data);
+    cr_assert(strstr(why, reason_part) != NULL, "reason '%s' lacks '%s'", why, reason_part);
+}
+
+Test(npy, reads_version_1_and_2)
+{
+    double *data = NULL;
+    size_t r, c, i;
+    char why[256];
+    const char *p1 = write_npy("v1.npy", 1, GOOD_HDR("(3, 4)"), 12);
+    const char *p2 = write_npy("v2.npy", 2, "{'shape': (2, 5), 'fortran_order': False, "
+                                            "'descr': '<f8'}\n",
+                               10);
+
+    cr_assert_eq(mm_npy_load(p1, &data, &r, &c, why, sizeof(why)), 0, "%s", why);
+    cr_assert_eq(r, 3);
+    cr_assert_eq(c, 4);
+    for (i = 0; i < 12; i++)
+        cr_assert_eq(data[i], (double)i);
+    free(data);
+    cr_assert_eq(mm_npy_load(p2, &data, &r, &c, why, sizeof(why)), 0, "%s", why);
+    cr_assert_eq(r, 2);
+    cr_assert_eq(c, 5);
+    cr_assert_eq(data[9], 9.0);
+    free(data);
+}
+
+Test(npy, save_then_load_round_trips_with_stride)
+{
+    const double src[2][4] = {{1.5, -2.0, 3.25, 99.0}, {4.0, 5.0, -6.5, 99.0}};
+    const char *path = path_of("rt.npy");
+    double *data = NULL;
+    size_t r, c;
+    char why[256];
+
+    cr_assert_eq(mm_npy_save(path, &src[0][0], 2, 3, 4, why, sizeof(why)), 0, "%s", why);
+    cr_assert_eq(mm_npy_load(path, &data, &r, &c, why, sizeof(why)), 0, "%s", why);
+    cr_assert_eq(r, 2);
+    cr_assert_eq(c, 3);
+    cr_assert_eq(data[2], 3.25);
+    cr_assert_eq(data[3], 4.0);
+    cr_assert_eq(data[5], -6.5);
+    free(data);
+}
+
+Test(npy, refuses_fortran_order)
+{
+    expect_refused(write_npy("f.npy", 1, "{'descr': '<f8', 'fortran_order': True, "
+                                         "'shape': (2, 2), }\n", 4),
+                   JOBQ_EINVAL, "Fortran");
+}
+
+Test(npy, refuses_other_dtypes)
+{
+    expect_refused(write_npy("f4.npy", 1, "{'descr': '<f4', 'fortran_order': False, "
+                                          "'shape': (2, 2), }\n", 2),
+                   JOBQ_EINVAL, "'<f4'");
+    expect_refused(write_npy("be.npy", 1, "{'descr': '>f8', 'fortran_order': False, "
+                                          "'shape': (2, 2), }\n", 4),
+                   JOBQ_EINVAL, "'>f8'");
+    expect_refused(write_npy("i8.npy", 1, "{'descr': '<i8', 'fortran_order': False, "
+                                          "'shape': (2, 2), }\n", 4),
+                   JOBQ_EINVAL, "'<i8'");
+}
+
+Test(npy, refuses_truncated_files)
+{
+    const char *path = write_npy("trunc.npy", 1, GOOD_HDR("(3, 3)"), 8);
+    FILE *f;
+
+    expect_refused(path, JOBQ_EINVAL, "truncated data");
+    /* Truncated inside the header, and inside the magic. */
+    f = fopen(path_of("hdr.npy"), "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite("\x93NUMPY\x01\x00\x50\x00{'descr'", 1, 18, f), 18);
+    cr_assert_eq(fclose(f), 0);
+    expect_refused(path_of("hdr.npy"), JOBQ_EINVAL, "truncated header");
+    f = fopen(path_of("magic.npy"), "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite("\x93NUM", 1, 4, f), 4);
+    cr_assert_eq(fclose(f), 0);
+    expect_refused(path_of("magic.npy"), JOBQ_EINVAL, "not a .npy file");
+}
+
+Test(npy, refuses_trailing_data)
+{
+    expect_refused(write_npy("long.npy", 1, GOOD_HDR("(2, 2)"), 5), JOBQ_EINVAL, "trailing");
+}
+
+Test(npy, refuses_huge_header)
+{
+    size_t len = MM_NPY_MAX_HEADER + 100;
+    char *h = malloc(len + 1);
+
+    cr_assert_not_null(h);
+    memset(h, ' ', len);
+    memcpy(h, GOOD_HDR("(1, 1)"), strlen(GOOD_HDR("(1, 1)")));
+    h[len - 1] = '\n';
+    h[len] = '\0';
+    expect_refused(write_npy("huge.npy", 2, h, 1), JOBQ_EINVAL, "larger than");
+    free(h);
+}
+
+Test(npy, refuses_bad_shapes_and_versions)
+{
+    expect_refused(write_npy("1d.npy", 1, GOOD_HDR("(4,)"), 4), JOBQ_EINVAL, "1 dimensions");
+    expect_refused(write_npy("3d.npy", 1, GOOD_HDR("(2, 2, 2)"), 8), JOBQ_EINVAL, "3 dimensions");
+    expect_refused(write_npy("empty.npy", 1, GOOD_HDR("(0, 3)"), 0), JOBQ_EINVAL, "empty");
+    expect_refused(write_npy("big.npy", 1, GOOD_HDR("(99999999999, 99999999999)"), 0),
+                   JOBQ_EOVERFLOW, "too large");
+    expect_refused(write_npy("v3.npy", 3, GOOD_HDR("(1, 1)"), 1), JOBQ_EINVAL, "version 3.0");
+    expect_refused(write_npy("key.npy", 1, "{'descr': '<f8', 'fortran_order': False, "
+                                           "'shape': (1, 1), 'extra': 1}\n", 1),
+                   JOBQ_EINVAL, "unexpected header key");
+    expect_refused(write_npy("nodict.npy", 1, "[1, 2]\n", 1), JOBQ_EINVAL, "not a dict");
+    expect_refused(path_of("missing.npy"), JOBQ_EIO, "cannot open");
+}
+
+/* Run the executable with arguments; returns its exit status, stderr in `err`. */
+static int
+run_exe(const char *args, char *err, size_t err_len)
+{
+    const char *exe = getenv("JOBQ_MATMUL_EXE");
+    char cmd[1024];
+    FILE *f;
+    size_t n;
+    int st;
+
+    (void)snprintf(cmd, sizeof(cmd), "'%s' %s >/dev/null 2>'%s'", exe, args, path_of("err.txt"));
+    st = system(cmd);
+    cr_assert(WIFEXITED(st), "%s did not exit normally", cmd);
+    f = fopen(path_of("err.txt"), "r");
+    cr_assert_not_null(f);
+    n = fread(err, 1, err_len - 1, f);
+    err[n] = '\0';
+    (void)fclose(f);
+    return WEXITSTATUS(st);
+}
+
+Test(npy, cli_reports_each_bad_file_and_shape_mismatch)
+{
+    char args[512], err[2048];
+    const char *a, *b;
+
+    if (getenv("JOBQ_MATMUL_EXE") == NULL)
+        cr_skip_test("JOBQ_MATMUL_EXE not set (jobq-matmul not built)");
+    a = write_npy("a.npy", 1, GOOD_HDR("(2, 3)"), 6);
+    b = write_npy("b.npy", 1, GOOD_HDR("(2, 2)"), 4);
+    (void)snprintf(args, sizeof(args), "--load '%s' '%s'", a, b);
+    cr_assert_eq(run_exe(args, err, sizeof(err)), 3);
+    cr_assert(strstr(err, "b.npy") != NULL && strstr(err, "shape mismatch") != NULL, "%s", err);
+
+    /* Both bad files are named in one run. */
+    a = write_npy("fa.npy", 1, "{'descr': '<f8', 'fortran_order': True, 'shape': (2, 2), }\n", 4);
+    b = write_npy("tb.npy", 1, GOOD_HDR("(2, 2)"), 3);
+    (void)snprintf(args, sizeof(args), "--load '%s' '%s'", a, b);
+    cr_assert_eq(run_exe(args, err, sizeof(err)), 3);
+    cr_assert(strstr(err, "fa.npy: Fortran order") != NULL, "%s", err);
+    cr_assert(strstr(err, "tb.npy: truncated data") != NULL, "%s", err);
+}
+
+Test(npy, cli_multiplies_and_saves)
+{
+    char args[512], err[2048], why[256];
+    const char *a, *b;
+    double *c = NULL;
+    size_t r, cols;
+
+    if (getenv("JOBQ_MATMUL_EXE") == NULL)
+        cr_skip_test("JOBQ_MATMUL_EXE not set (jobq-matmul not built)");
+    a = write_npy("ma.npy", 1, GOOD_HDR("(2, 3)"), 6); /* [[0 1 2] [3 4 5]] */
+    b = write_npy("mb.npy", 1, GOOD_HDR("(3, 1)"), 3); /* [[0] [1] [2]] */
+    (void)snprintf(args, sizeof(args), "--load '%s' '%s' --save '%s' --verify -j 2", a, b,
+                   path_of("mc.npy"));
+    cr_assert_eq(run_exe(args, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(mm_npy_load(path_of("mc.npy"), &c, &r, &cols, why, sizeof(why)), 0, "%s", why);
+    cr_assert_eq(r, 2);
+    cr_assert_eq(cols, 1);
+    cr_assert_eq(c[0], 5.0);  /* 0*0 + 1*1 + 2*2 */
+    cr_assert_eq(c[1], 14.0); /* 3*0 + 4*1 + 5*2 */
+    free(c);
+}
+
+Test(npy, cli_rejects_bad_options)
+{
+    char err[2048];
+
+    if (getenv("JOBQ_MATMUL_EXE") == NULL)
+        cr_skip_test("JOBQ_MATMUL_EXE not set (jobq-matmul not built)");
+    cr_assert_eq(run_exe("-n 0", err, sizeof(err)), 2);
+    cr_assert_eq(run_exe("-n -5", err, sizeof(err)), 2);
+    cr_assert_eq(run_exe("--format xml", err, sizeof(err)), 2);
+    cr_assert_eq(run_exe("--bogus", err, sizeof(err)), 2);
+    cr_assert_eq(run_exe("--load only-one.npy", err, sizeof(err)), 2);
+    cr_assert_eq(run_exe("--help", err, sizeof(err)), 0);
+}
