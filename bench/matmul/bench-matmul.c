@@ -1,0 +1,351 @@
+/*
+ * bench-matmul.c - GFLOP/s of jobq_matmul against OpenBLAS cblas_dgemm in the same run.
+ *
+ * Question: how close is the pooled row-block multiply to OpenBLAS, on 1 thread and on all
+ * cores, for square N? Each (N, threads) row set is measured in interleaved rounds (every
+ * implementation once per round, after one warm-up call each) so that drift of the machine
+ * (frequency, neighbours) hits all of them alike; best and median of the rounds are reported.
+ * Implementations:
+ *   jobq        jobq_matmul, automatic kernel, parallel_for dispatch (pool of T-1 + caller)
+ *   jobq-group  the same through a jobq_group (pool of T workers, caller waits)
+ *   jobq-avx2   jobq_matmul forced to the AVX2 kernel: the same instruction set as the OpenBLAS
+ *               kernel Debian's build picks here (see the '# openblas core' line)
+ *   openblas    cblas_dgemm with openblas_set_num_threads(T)
+ *   naive-ijk   the textbook triple loop, rows spread over the pool (N <= 1024 only)
+ *   transposed  B transposed once, then row-by-row dot products, rows over the pool (N <= 1024)
+ * ratio_openblas = openblas best time / this best time (> 1: faster than OpenBLAS).
+ * Usage: bench-matmul [--sizes 128,256,...] [--threads 1,2] [--rounds R]
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jobq.h>
+#include <jobq/matmul.h>
+
+#ifdef JOBQ_HAVE_OPENBLAS
+#include <cblas.h>
+void openblas_set_num_threads(int num_threads);
+char *openblas_get_corename(void);
+char *openblas_get_config(void);
+#endif
+
+#ifndef JOBQ_BUILD_TYPE
+#define JOBQ_BUILD_TYPE "unknown"
+#endif
+
+#define BASELINE_MAX_N 1024
+#define MAX_IMPLS 6
+#define MAX_ROUNDS 200
+
+enum impl { I_JOBQ, I_GROUP, I_AVX2, I_OPENBLAS, I_NAIVE, I_TRANS, I_COUNT };
+static const char *const impl_names[I_COUNT] = {
+    "jobq", "jobq-group", "jobq-avx2", "openblas", "naive-ijk", "transposed",
+};
+
+struct bench {
+    size_t n;
+    unsigned threads;
+    const double *A, *B;
+    double *C, *BT;
+    jobq_pool *pool;  /* T-1 workers (NULL for T = 1) */
+    jobq_pool *gpool; /* T workers */
+};
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int
+naive_rows(void *ctx, size_t r0, size_t r1)
+{
+    const struct bench *b = ctx;
+    const size_t n = b->n;
+    size_t i, j, p;
+
+    for (i = r0; i < r1; i++)
+        for (j = 0; j < n; j++) {
+            double sum = 0.0;
+
+            for (p = 0; p < n; p++)
+                sum += b->A[i * n + p] * b->B[p * n + j];
+            b->C[i * n + j] = sum;
+        }
+    return 0;
+}
+
+static int
+trans_rows(void *ctx, size_t r0, size_t r1)
+{
+    const struct bench *b = ctx;
+    const size_t n = b->n;
+    size_t i, j, p;
+
+    for (i = r0; i < r1; i++)
+        for (j = 0; j < n; j++) {
+            const double *a = b->A + i * n, *bt = b->BT + j * n;
+            double sum = 0.0;
+
+            for (p = 0; p < n; p++)
+                sum += a[p] * bt[p];
+            b->C[i * n + j] = sum;
+        }
+    return 0;
+}
+
+static int
+over_rows(struct bench *b, jobq_range_fn fn)
+{
+    if (b->pool == NULL)
+        return fn(b, 0, b->n);
+    return jobq_pool_parallel_for(b->pool, 0, b->n, 1, fn, b);
+}
+
+/* One call of implementation `im`; returns its wall time, or a negative value on error. */
+static double
+run_impl(struct bench *b, enum impl im)
+{
+    jobq_matmul_options o;
+    size_t n = b->n, i, j;
+    double t;
+    int err = 0;
+
+    jobq_matmul_options_init(&o);
+    t = now_s();
+    switch (im) {
+    case I_JOBQ:
+        err = jobq_matmul(b->pool, n, n, n, b->A, n, b->B, n, b->C, n, &o);
+        break;
+    case I_GROUP:
+        o.dispatch = JOBQ_MATMUL_GROUP;
+        err = jobq_matmul(b->gpool, n, n, n, b->A, n, b->B, n, b->C, n, &o);
+        break;
+    case I_AVX2:
+        o.kernel = JOBQ_MATMUL_KERNEL_AVX2;
+        err = jobq_matmul(b->pool, n, n, n, b->A, n, b->B, n, b->C, n, &o);
+        break;
+    case I_OPENBLAS:
+#ifdef JOBQ_HAVE_OPENBLAS
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0, b->A,
+                    (int)n, b->B, (int)n, 0.0, b->C, (int)n);
+#endif
+        break;
+    case I_NAIVE:
+        err = over_rows(b, naive_rows);
+        break;
+    case I_TRANS:
+        /* The transpose is part of the method's cost. */
+        for (i = 0; i < n; i++)
+            for (j = 0; j < n; j++)
+                b->BT[j * n + i] = b->B[i * n + j];
+        err = over_rows(b, trans_rows);
+        break;
+    default:
+        break;
+    }
+    t = now_s() - t;
+    return err != 0 ? -1.0 : t;
+}
+
+static int
+cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, c = *(const double *)y;
+
+    return (a > c) - (a < c);
+}
+
+static int
+parse_list(const char *s, size_t *out, size_t max)
+{
+    size_t count = 0;
+    char *end;
+
+    while (*s != '\0' && count < max) {
+        unsigned long long v = strtoull(s, &end, 10);
+
+        if (end == s || v == 0)
+            return -1;
+        out[count++] = (size_t)v;
+        s = *end == ',' ? end + 1 : end;
+        if (*end != ',' && *end != '\0')
+            return -1;
+    }
+    return (int)count;
+}
+
+int
+main(int argc, char **argv)
+{
+    size_t sizes[32] = {128, 256, 512, 1000, 1023, 1024, 2048}, tlist[8];
+    int nsizes = 7, nthreads, rounds_opt = 0, i, have_openblas = 0, avx2;
+    unsigned cores = jobq_cpu_count();
+    time_t now = time(NULL);
+    char date[64];
+
+    tlist[0] = 1;
+    tlist[1] = cores;
+    nthreads = cores > 1 ? 2 : 1;
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--sizes") == 0 && i + 1 < argc) {
+            nsizes = parse_list(argv[++i], sizes, 32);
+        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+            nthreads = parse_list(argv[++i], tlist, 8);
+        } else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
+            rounds_opt = atoi(argv[++i]);
+        } else {
+            fprintf(stderr, "usage: bench-matmul [--sizes N,N,...] [--threads T,T,...] "
+                            "[--rounds R]\n");
+            return 2;
+        }
+    }
+    if (nsizes <= 0 || nthreads <= 0 || rounds_opt < 0 || rounds_opt > MAX_ROUNDS) {
+        fprintf(stderr, "bench-matmul: bad --sizes, --threads or --rounds\n");
+        return 2;
+    }
+#ifdef JOBQ_HAVE_OPENBLAS
+    have_openblas = 1;
+#endif
+    avx2 = jobq_matmul_kernel_supported(JOBQ_MATMUL_KERNEL_AVX2);
+    (void)strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S%z", localtime(&now));
+    printf("# bench-matmul: C = A x B, square N, doubles, GFLOP/s = 2 N^3 / best time\n");
+    printf("# cores: %u usable\n", cores);
+    printf("# compiler: %s\n", __VERSION__);
+    printf("# build type: %s\n", JOBQ_BUILD_TYPE);
+    printf("# date: %s\n", date);
+    printf("# jobq kernel (auto): %s\n", jobq_matmul_kernel_name(jobq_matmul_kernel_best()));
+#ifdef JOBQ_HAVE_OPENBLAS
+    printf("# openblas core: %s; config: %s\n", openblas_get_corename(), openblas_get_config());
+#else
+    printf("# openblas: not found at build time; ratio_openblas left empty\n");
+#endif
+    printf("# threads T: jobq = pool of T-1 workers + the calling thread (parallel_for); "
+           "jobq-group = pool of T workers\n");
+    printf("# naive-ijk and transposed only for N <= %d\n", BASELINE_MAX_N);
+    printf("n,threads,impl,kernel,rounds,best_s,median_s,gflops,ratio_openblas\n");
+    fflush(stdout);
+
+    for (int si = 0; si < nsizes; si++) {
+        const size_t n = sizes[si];
+        double *A = malloc(n * n * sizeof(double)), *B = malloc(n * n * sizeof(double));
+        double *C = malloc(n * n * sizeof(double)), *BT = malloc(n * n * sizeof(double));
+        uint64_t st = 42;
+        size_t e;
+
+        if (A == NULL || B == NULL || C == NULL || BT == NULL) {
+            fprintf(stderr, "bench-matmul: out of memory for N = %zu\n", n);
+            return 1;
+        }
+        for (e = 0; e < n * n; e++) {
+            st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+            A[e] = (double)(st >> 11) * 0x1p-53 - 0.5;
+            st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+            B[e] = (double)(st >> 11) * 0x1p-53 - 0.5;
+        }
+        for (int ti = 0; ti < nthreads; ti++) {
+            struct bench b;
+            jobq_pool_options po;
+            double times[I_COUNT][MAX_ROUNDS], best[I_COUNT], med[I_COUNT], flops, est;
+            int use[I_COUNT], rounds, r, im;
+
+            memset(&b, 0, sizeof(b));
+            b.n = n;
+            b.threads = (unsigned)tlist[ti];
+            b.A = A;
+            b.B = B;
+            b.C = C;
+            b.BT = BT;
+            jobq_pool_options_init(&po);
+            if (b.threads > 1) {
+                po.threads = b.threads - 1;
+                if (jobq_pool_create(&b.pool, &po) != 0)
+                    return 1;
+            }
+            po.threads = b.threads;
+            if (jobq_pool_create(&b.gpool, &po) != 0)
+                return 1;
+#ifdef JOBQ_HAVE_OPENBLAS
+            openblas_set_num_threads((int)b.threads);
+#endif
+            for (im = 0; im < I_COUNT; im++)
+                use[im] = 1;
+            use[I_AVX2] = avx2 && jobq_matmul_kernel_best() != JOBQ_MATMUL_KERNEL_AVX2;
+            use[I_OPENBLAS] = have_openblas;
+            use[I_NAIVE] = use[I_TRANS] = n <= BASELINE_MAX_N;
+
+            /* Warm-up, and a time estimate to pick the number of rounds (~1.5 s per row set
+             * for the fast ones, at least 5 rounds). */
+            est = 0.0;
+            for (im = 0; im < I_COUNT; im++) {
+                double t;
+
+                if (!use[im])
+                    continue;
+                t = run_impl(&b, (enum impl)im);
+                if (t < 0) {
+                    fprintf(stderr, "bench-matmul: %s failed at N = %zu\n", impl_names[im], n);
+                    return 1;
+                }
+                if (im == I_JOBQ)
+                    est = run_impl(&b, (enum impl)im);
+            }
+            rounds = rounds_opt > 0 ? rounds_opt : (int)(0.4 / (est + 1e-9));
+            if (rounds < 5)
+                rounds = 5;
+            if (rounds > MAX_ROUNDS)
+                rounds = MAX_ROUNDS;
+            for (r = 0; r < rounds; r++)
+                for (im = 0; im < I_COUNT; im++) {
+                    if (!use[im])
+                        continue;
+                    /* The slow baselines get 3 rounds at most. */
+                    if ((im == I_NAIVE || im == I_TRANS) && r >= 3)
+                        continue;
+                    times[im][r] = run_impl(&b, (enum impl)im);
+                }
+            flops = 2.0 * (double)n * (double)n * (double)n;
+            for (im = 0; im < I_COUNT; im++) {
+                int cnt = (im == I_NAIVE || im == I_TRANS) && rounds > 3 ? 3 : rounds;
+
+                if (!use[im])
+                    continue;
+                qsort(times[im], (size_t)cnt, sizeof(double), cmp_double);
+                best[im] = times[im][0];
+                med[im] = cnt % 2 ? times[im][cnt / 2]
+                                  : (times[im][cnt / 2 - 1] + times[im][cnt / 2]) / 2;
+            }
+            for (im = 0; im < I_COUNT; im++) {
+                const char *kern = "-";
+                int cnt = (im == I_NAIVE || im == I_TRANS) && rounds > 3 ? 3 : rounds;
+
+                if (!use[im])
+                    continue;
+                if (im == I_JOBQ || im == I_GROUP)
+                    kern = jobq_matmul_kernel_name(jobq_matmul_kernel_best());
+                else if (im == I_AVX2)
+                    kern = "avx2";
+                printf("%zu,%u,%s,%s,%d,%.9f,%.9f,%.3f,", n, b.threads, impl_names[im], kern, cnt,
+                       best[im], med[im], flops / best[im] * 1e-9);
+                if (use[I_OPENBLAS])
+                    printf("%.3f\n", best[I_OPENBLAS] / best[im]);
+                else
+                    printf("\n");
+            }
+            fflush(stdout);
+            jobq_pool_destroy(b.pool);
+            jobq_pool_destroy(b.gpool);
+        }
+        free(A);
+        free(B);
+        free(C);
+        free(BT);
+    }
+    return 0;
+}
