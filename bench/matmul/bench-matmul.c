@@ -14,13 +14,19 @@
  *   naive-ijk   the textbook triple loop, rows spread over the pool (N <= 1024 only)
  *   transposed  B transposed once, then row-by-row dot products, rows over the pool (N <= 1024)
  * ratio_openblas = openblas best time / this best time (> 1: faster than OpenBLAS).
+ * OpenBLAS reads OPENBLAS_CORETYPE when it is loaded; an environment that forces a core (this
+ * development machine sets Haswell, i.e. AVX2 only, on an AVX-512 CPU) would handicap the peer.
+ * So unless --keep-openblas-coretype is given, the bench re-executes itself once without that
+ * variable and says so in a '#' line: OpenBLAS then picks its own best kernel.
  * Usage: bench-matmul [--sizes 128,256,...] [--threads 1,2] [--rounds R]
+ *                     [--keep-openblas-coretype]
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jobq.h>
 #include <jobq/matmul.h>
@@ -190,6 +196,22 @@ main(int argc, char **argv)
     time_t now = time(NULL);
     char date[64];
 
+#ifdef JOBQ_HAVE_OPENBLAS
+    {
+        const char *forced = getenv("OPENBLAS_CORETYPE");
+        int keep = 0;
+
+        for (i = 1; i < argc; i++)
+            if (strcmp(argv[i], "--keep-openblas-coretype") == 0)
+                keep = 1;
+        if (forced != NULL && !keep && getenv("JOBQ_BENCH_DROPPED_CORETYPE") == NULL) {
+            (void)setenv("JOBQ_BENCH_DROPPED_CORETYPE", forced, 1);
+            (void)unsetenv("OPENBLAS_CORETYPE");
+            (void)execv("/proc/self/exe", argv);
+            perror("bench-matmul: re-exec without OPENBLAS_CORETYPE failed; continuing");
+        }
+    }
+#endif
     tlist[0] = 1;
     tlist[1] = cores;
     nthreads = cores > 1 ? 2 : 1;
@@ -198,11 +220,13 @@ main(int argc, char **argv)
             nsizes = parse_list(argv[++i], sizes, 32);
         } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             nthreads = parse_list(argv[++i], tlist, 8);
+        } else if (strcmp(argv[i], "--keep-openblas-coretype") == 0) {
+            continue;
         } else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
             rounds_opt = atoi(argv[++i]);
         } else {
             fprintf(stderr, "usage: bench-matmul [--sizes N,N,...] [--threads T,T,...] "
-                            "[--rounds R]\n");
+                            "[--rounds R] [--keep-openblas-coretype]\n");
             return 2;
         }
     }
@@ -223,6 +247,12 @@ main(int argc, char **argv)
     printf("# jobq kernel (auto): %s\n", jobq_matmul_kernel_name(jobq_matmul_kernel_best()));
 #ifdef JOBQ_HAVE_OPENBLAS
     printf("# openblas core: %s; config: %s\n", openblas_get_corename(), openblas_get_config());
+    if (getenv("JOBQ_BENCH_DROPPED_CORETYPE") != NULL)
+        printf("# OPENBLAS_CORETYPE=%s was set in the environment: removed so that OpenBLAS "
+               "picks its own kernel\n", getenv("JOBQ_BENCH_DROPPED_CORETYPE"));
+    else if (getenv("OPENBLAS_CORETYPE") != NULL)
+        printf("# OPENBLAS_CORETYPE=%s kept (--keep-openblas-coretype)\n",
+               getenv("OPENBLAS_CORETYPE"));
 #else
     printf("# openblas: not found at build time; ratio_openblas left empty\n");
 #endif
