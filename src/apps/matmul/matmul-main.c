@@ -8,7 +8,7 @@
  * computes too, so the pool gets T-1 workers (none for T = 1); under --dispatch group it gets T.
  * The reference for --verify is OpenBLAS when the build found it, else the library's naive
  * loop; the check is the element-wise bound of jobq_matmul_verify, never bit equality.
- * Each configuration gets one untimed warm-up run before the --repeat timed ones.
+ * Each configuration gets ~50 ms of untimed warm-up runs before the --repeat timed ones.
  * Bad input files are reported with the file name and reason; the exit status tells what failed.
  */
 #include <errno.h>
@@ -172,7 +172,7 @@ run_one(const struct opts *o, unsigned threads, size_t m, size_t n, size_t k, co
     jobq_pool_options po;
     jobq_matmul_options mo;
     jobq_pool *pool = NULL;
-    double *times = NULL, t;
+    double *times = NULL, t, warm_end;
     unsigned r, workers;
     int err;
 
@@ -198,13 +198,19 @@ run_one(const struct opts *o, unsigned threads, size_t m, size_t n, size_t k, co
         fprintf(stderr, "jobq-matmul: out of memory\n");
         return EXIT_RUN;
     }
-    /* One untimed run first: it faults in C and the library's buffers and wakes the workers,
-     * which would otherwise land in the first timing. */
-    for (r = 0; r <= o->repeat; r++) {
+    /* Untimed runs first (at least one, ~50 ms in all): they fault in C and the library's
+     * buffers, wake the workers and let the CPU clock ramp up, which would otherwise land in
+     * the first timings. */
+    warm_end = now_s() + 0.05;
+    do {
+        err = jobq_matmul(pool, m, n, k, A, k, B, n, C, n, &mo);
+    } while (err == 0 && now_s() < warm_end);
+    for (r = 0; err == 0 && r < o->repeat; r++) {
         t = now_s();
         err = jobq_matmul(pool, m, n, k, A, k, B, n, C, n, &mo);
-        if (r > 0)
-            times[r - 1] = now_s() - t;
+        times[r] = now_s() - t;
+    }
+    {
         if (err != 0) {
             fprintf(stderr, "jobq-matmul: multiply %zu x %zu x %zu failed: %s\n", m, k, n,
                     jobq_strerror(err));
@@ -324,7 +330,7 @@ main(int argc, char **argv)
 {
     static const size_t exercise[] = {128, 256, 512};
     struct opts o;
-    struct result res, base;
+    struct result res, base = {0};
     const char *kernel_name;
     double *A = NULL, *B = NULL, *C = NULL;
     size_t sizes[3], nsizes, s, ar, ac, br, bc;
