@@ -67,11 +67,16 @@ void jobq_letters_add(jobq_letters_counts *dst, const jobq_letters_counts *src);
 /*
  * Streaming counter, caller-allocated (put it on the stack or in per-worker state).
  * With JOBQ_LETTERS_AUTO, the state stays undecided while only ASCII has been seen (ASCII holds
- * no Russian letters in any supported encoding) and decides on the first block that has
- * non-ASCII bytes: a UTF-8 BOM or valid UTF-8 -> UTF-8; a UTF-16 BOM -> UTF-16 (unsupported:
- * _feed returns JOBQ_EINVAL from then on); otherwise cp1251 vs koi8-r by letter statistics.
+ * no Russian letters in any supported encoding). A UTF-8 BOM decides UTF-8 at once; a UTF-16 BOM
+ * (FF FE / FE FF as the first two bytes) decides UTF-16 (unsupported: _feed returns JOBQ_EINVAL
+ * from then on). Otherwise the state counts every candidate interpretation in parallel and
+ * decides JOBQ_LETTERS_DETECT_WINDOW bytes after the first non-ASCII byte (or at _finish):
+ * (nearly) valid UTF-8 -> UTF-8, else cp1251 vs koi8-r by how many bytes are the frequent
+ * lower-case letters о е а и н т с in each. Because the decision point is a fixed stream offset,
+ * the result never depends on how the input was split into _feed calls.
  * Invalid sequences are skipped without desynchronising the stream.
  * The fields are private; they are visible only so the struct can live on the stack.
+ * Not thread-safe: one state per thread (states share nothing).
  */
 typedef struct jobq_letters_state {
     jobq_letters_encoding enc; /* requested or decided; AUTO while undecided */
@@ -82,7 +87,21 @@ typedef struct jobq_letters_state {
     unsigned skip_bom;         /* 1 while a leading BOM may still be skipped */
     uint64_t bytes;            /* bytes fed so far */
     jobq_letters_counts counts;
+    /* Private AUTO-detection state (added; see letters.c). */
+    jobq_letters_counts alt[2];   /* cp1251 and koi8-r interpretations while undecided */
+    uint64_t det_first_high;      /* stream offset of the first non-ASCII byte, or UINT64_MAX */
+    uint64_t det_valid;           /* well-formed UTF-8 multibyte sequences seen */
+    uint64_t det_invalid;         /* malformed UTF-8 sequences seen */
+    uint64_t det_score[2];        /* о е а и н т с lower case as cp1251 / as koi8-r */
+    uint64_t det_lower[2];        /* bytes 0xE0-0xFF / 0xC0-0xDF (lower case in cp1251 / koi8-r) */
+    unsigned det_need;            /* UTF-8 continuation bytes still expected */
+    unsigned det_lo, det_hi;      /* allowed range of the next continuation byte */
+    unsigned char head[3];        /* first bytes of the stream (BOM check) */
+    unsigned head_len;
 } jobq_letters_state;
+
+/* AUTO decides this many bytes after the first non-ASCII byte (see jobq_letters_state). */
+#define JOBQ_LETTERS_DETECT_WINDOW 65536
 
 /* Reset *st for a new input in encoding enc (AUTO allowed). */
 void jobq_letters_init(jobq_letters_state *st, jobq_letters_encoding enc);
@@ -117,8 +136,9 @@ int jobq_letters_count_buffer_with(jobq_letters_kernel k, jobq_letters_encoding 
                                    const void *buf, size_t len, jobq_letters_counts *counts);
 
 /*
- * Detect the encoding of a sample (e.g. the first 64 KiB of a file). Returns AUTO when the
- * sample is pure ASCII (nothing to decide), never fails.
+ * Detect the encoding of a sample (e.g. the first 64 KiB of a file) by the rules of the AUTO
+ * state above; a multibyte sequence cut by the end of the sample is not held against UTF-8.
+ * Returns AUTO when the sample is pure ASCII (nothing to decide), never fails. Thread-safe.
  */
 jobq_letters_encoding jobq_letters_detect(const void *buf, size_t len);
 
@@ -138,7 +158,12 @@ typedef struct jobq_letters_result {
  * finish a character (or a combining mark following an и / е) that straddles a boundary, so the
  * counts over any partition of the file sum to the whole-file count. enc must not be AUTO when
  * begin > 0 (detect once for the whole file first). The result's err is set on a read error or
- * when the file shrinks below `end` (JOBQ_EIO); counts read so far are kept.
+ * when the file shrinks below `end` (JOBQ_EIO); counts read so far are kept. Ownership in
+ * detail: a letter belongs to the range holding its first byte, and a decomposed й / ё to the
+ * range holding the first byte of its и / е, so only look-ahead (at most 3 bytes past `end`) is
+ * needed; a partition never counts a letter twice or makes a range's count negative.
+ * Memory: one block buffer (malloc'd per call; JOBQ_ENOMEM if that fails). Thread-safe on
+ * distinct or shared fds (pread only).
  * Returns result->err.
  */
 int jobq_letters_count_fd(int fd, uint64_t begin, uint64_t end, jobq_letters_encoding enc,

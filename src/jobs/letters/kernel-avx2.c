@@ -1,0 +1,155 @@
+/*
+ * kernel-avx2.c - AVX2 letter-counting kernels (compiled with -mavx2; only called after
+ * letters.c has checked the CPU at run time).
+ *
+ * The same nibble-table histogram as kernel-avx512.c (see there), on 32-byte vectors. AVX2 has
+ * only 16 vector registers, too few for 16 accumulators plus 8 tables, so each run of up to 15
+ * vectors (480 bytes, in L1) is swept four times, each sweep counting 8 of the 32 bins with 4
+ * tables and 4 accumulators held in registers.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "letters-kernels.h"
+
+#define ITER_MAX 15
+
+static void
+hist_avx2(const uint8_t *p, size_t n, unsigned yo_byte, jobq__letters_raw *raw)
+{
+    __m256i tbl[8], sum[33];
+    __m256i c40, cdf, c70, c0f, zero, yoc, c10, s, m, idx, a0, a1, a2, a3, t0, t1, t2, t3, hsub,
+        yacc;
+    size_t i, it, run;
+    unsigned j, pass;
+    uint64_t tmp[4];
+
+    for (j = 0; j < 8; j++) {
+        uint8_t b[16];
+        memset(b, 0, sizeof(b));
+        b[2 * j] = 0x01;
+        b[2 * j + 1] = 0x10;
+        tbl[j] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)b));
+    }
+    for (j = 0; j < 33; j++)
+        sum[j] = _mm256_setzero_si256();
+    c40 = _mm256_set1_epi8(0x40);
+    cdf = _mm256_set1_epi8((char)0xDF);
+    c70 = _mm256_set1_epi8(0x70);
+    c0f = _mm256_set1_epi8(0x0F);
+    c10 = _mm256_set1_epi8(0x10);
+    zero = _mm256_setzero_si256();
+    yoc = _mm256_set1_epi8((char)(yo_byte | 0x10));
+    i = 0;
+    while (n - i >= 32) {
+        run = (n - i) / 32 < ITER_MAX ? (n - i) / 32 : ITER_MAX;
+        for (pass = 0; pass < 4; pass++) {
+            /* pass: bins h*16 + 8*(pass & 1) .. +8, h = pass >> 1 */
+            hsub = _mm256_set1_epi8((char)(pass >> 1 ? 0x10 : 0));
+            t0 = tbl[4 * (pass & 1)];
+            t1 = tbl[4 * (pass & 1) + 1];
+            t2 = tbl[4 * (pass & 1) + 2];
+            t3 = tbl[4 * (pass & 1) + 3];
+            a0 = a1 = a2 = a3 = zero;
+            for (it = 0; it < run; it++) {
+                s = _mm256_loadu_si256((const __m256i *)(const void *)(p + i + 32 * it));
+                m = _mm256_and_si256(_mm256_add_epi8(s, c40), cdf);
+                idx = _mm256_adds_epu8(_mm256_sub_epi8(m, hsub), c70);
+                a0 = _mm256_add_epi8(a0, _mm256_shuffle_epi8(t0, idx));
+                a1 = _mm256_add_epi8(a1, _mm256_shuffle_epi8(t1, idx));
+                a2 = _mm256_add_epi8(a2, _mm256_shuffle_epi8(t2, idx));
+                a3 = _mm256_add_epi8(a3, _mm256_shuffle_epi8(t3, idx));
+            }
+            j = (pass >> 1) * 16 + (pass & 1) * 8;
+#define DRAIN(a, b)                                                                                \
+    sum[b] = _mm256_add_epi64(sum[b], _mm256_sad_epu8(_mm256_and_si256(a, c0f), zero));            \
+    sum[b + 1] = _mm256_add_epi64(                                                                 \
+        sum[b + 1], _mm256_sad_epu8(_mm256_and_si256(_mm256_srli_epi16(a, 4), c0f), zero))
+            DRAIN(a0, j);
+            DRAIN(a1, j + 2);
+            DRAIN(a2, j + 4);
+            DRAIN(a3, j + 6);
+#undef DRAIN
+        }
+        yacc = zero;
+        for (it = 0; it < run; it++) {
+            s = _mm256_loadu_si256((const __m256i *)(const void *)(p + i + 32 * it));
+            yacc = _mm256_sub_epi8(yacc, _mm256_cmpeq_epi8(_mm256_or_si256(s, c10), yoc));
+        }
+        sum[32] = _mm256_add_epi64(sum[32], _mm256_sad_epu8(yacc, zero));
+        i += 32 * run;
+    }
+    for (j = 0; j < 33; j++) {
+        _mm256_storeu_si256((__m256i *)(void *)tmp, sum[j]);
+        if (j < 32)
+            raw->bin[j] += tmp[0] + tmp[1] + tmp[2] + tmp[3];
+        else
+            raw->yo += tmp[0] + tmp[1] + tmp[2] + tmp[3];
+    }
+    if (i < n)
+        jobq__letters_sb_scalar(p + i, n - i, yo_byte, raw);
+}
+
+void
+jobq__letters_sb_avx2(const uint8_t *p, size_t n, unsigned yo_byte, jobq__letters_raw *raw)
+{
+    hist_avx2(p, n, yo_byte, raw);
+}
+
+#define BLOCK 4096
+
+void
+jobq__letters_utf8_avx2(const uint8_t *p, size_t n, jobq__letters_raw *raw)
+{
+    _Alignas(32) uint8_t syn[BLOCK];
+    __m256i cd0, cd1, ccc, cm112, cm64, cc0, c70, c81, c91, cb8, lead, next, d0, d1, a, b, let,
+        yo, s, anycc;
+    size_t pos, npos, blk, i;
+    int cc;
+
+    if (n < 2)
+        return;
+    cd0 = _mm256_set1_epi8((char)0xD0);
+    cd1 = _mm256_set1_epi8((char)0xD1);
+    ccc = _mm256_set1_epi8((char)0xCC);
+    cm112 = _mm256_set1_epi8(-112);
+    cm64 = _mm256_set1_epi8(-64);
+    cc0 = _mm256_set1_epi8((char)0xC0);
+    c70 = _mm256_set1_epi8(0x70);
+    c81 = _mm256_set1_epi8((char)0x81);
+    c91 = _mm256_set1_epi8((char)0x91);
+    cb8 = _mm256_set1_epi8((char)0xB8);
+    npos = n - 1;
+    for (pos = 0; pos < npos; pos += blk) {
+        blk = npos - pos < BLOCK ? npos - pos : BLOCK;
+        anycc = _mm256_setzero_si256();
+        for (i = 0; i + 32 <= blk; i += 32) {
+            lead = _mm256_loadu_si256((const __m256i *)(const void *)(p + pos + i));
+            next = _mm256_loadu_si256((const __m256i *)(const void *)(p + pos + i + 1));
+            d0 = _mm256_cmpeq_epi8(lead, cd0);
+            d1 = _mm256_cmpeq_epi8(lead, cd1);
+            /* As signed bytes: a = next in 0x80..0x8F, b = next in 0x80..0xBF. */
+            a = _mm256_cmpgt_epi8(cm112, next);
+            b = _mm256_cmpgt_epi8(cm64, next);
+            let = _mm256_or_si256(_mm256_and_si256(d0, _mm256_andnot_si256(a, b)),
+                                  _mm256_and_si256(d1, a));
+            /* D0 xx -> xx + 0x30, D1 xx -> xx + 0x70 (the cp1251 byte). */
+            s = _mm256_add_epi8(_mm256_add_epi8(next, c70), _mm256_and_si256(d0, cc0));
+            s = _mm256_and_si256(s, let);
+            yo = _mm256_or_si256(_mm256_and_si256(d0, _mm256_cmpeq_epi8(next, c81)),
+                                 _mm256_and_si256(d1, _mm256_cmpeq_epi8(next, c91)));
+            s = _mm256_or_si256(s, _mm256_and_si256(yo, cb8));
+            _mm256_store_si256((__m256i *)(void *)(syn + i), s);
+            anycc = _mm256_or_si256(anycc, _mm256_cmpeq_epi8(lead, ccc));
+        }
+        cc = !_mm256_testz_si256(anycc, anycc);
+        for (; i < blk; i++) {
+            syn[i] = (uint8_t)jobq__letters_utf8_pair(p[pos + i], p[pos + i + 1]);
+            if (p[pos + i] == 0xCC)
+                cc = 1;
+        }
+        hist_avx2(syn, blk, 0xB8, raw);
+        if (cc)
+            jobq__letters_utf8_combos(p, n, pos, pos + blk, raw);
+    }
+}

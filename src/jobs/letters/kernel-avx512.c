@@ -1,0 +1,140 @@
+/*
+ * kernel-avx512.c - AVX-512BW letter-counting kernels (compiled with -mavx512bw -mavx512vl; only
+ * called after letters.c has checked the CPU at run time).
+ *
+ * Single-byte histogram of the 32 bins b & 0x1F over bytes b >= 0xC0, without a per-byte scalar
+ * store: x = b + 0x40 puts the letters at 0x00..0x3F; idx_h = adds_u8((x & 0xDF) - 16h, 0x70)
+ * keeps the low nibble of letters whose bit 4 equals h and sets bit 7 (pshufb's "write zero")
+ * for everything else. Eight 16-entry tables T_j (1 at nibble 2j, 0x10 at nibble 2j+1) turn one
+ * pshufb + one add into an increment of two 4-bit counters per byte lane, so 16 shuffles and 16
+ * adds count all 32 bins of 64 bytes. The 4-bit counters are drained every 15 iterations with
+ * psadbw into 64-bit sums. ё (two bytes differing in bit 4) is a compare under a mask.
+ *
+ * UTF-8 is transcoded block by block into the cp1251 byte of the letter starting at each
+ * position (0 elsewhere) with masked compares, then counted by the same histogram. A block that
+ * contains a 0xCC lead byte goes through the scalar combining-mark check.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "letters-kernels.h"
+
+#define ITER_MAX 15
+
+static void
+hist_avx512(const uint8_t *p, size_t n, unsigned yo_byte, jobq__letters_raw *raw)
+{
+    __m512i tbl[8], acc[16], sum[33];
+    __m512i c40, cdf, c10, c70, c0f, zero, yoc, s, x, m, i0, i1, t;
+    __mmask64 k;
+    size_t i, it;
+    unsigned j;
+
+    for (j = 0; j < 8; j++) {
+        uint8_t b[16];
+        memset(b, 0, sizeof(b));
+        b[2 * j] = 0x01;
+        b[2 * j + 1] = 0x10;
+        tbl[j] = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)b));
+    }
+    for (j = 0; j < 33; j++)
+        sum[j] = _mm512_setzero_si512();
+    c40 = _mm512_set1_epi8(0x40);
+    cdf = _mm512_set1_epi8((char)0xDF);
+    c10 = _mm512_set1_epi8(0x10);
+    c70 = _mm512_set1_epi8(0x70);
+    c0f = _mm512_set1_epi8(0x0F);
+    zero = _mm512_setzero_si512();
+    yoc = _mm512_set1_epi8((char)(yo_byte | 0x10));
+    i = 0;
+    while (n - i >= 64) {
+        __m512i yacc = zero;
+        for (j = 0; j < 16; j++)
+            acc[j] = zero;
+        for (it = 0; it < ITER_MAX && n - i >= 64; it++, i += 64) {
+            s = _mm512_loadu_si512((const void *)(p + i));
+            x = _mm512_add_epi8(s, c40);
+            m = _mm512_and_si512(x, cdf);
+            i0 = _mm512_adds_epu8(m, c70);
+            i1 = _mm512_adds_epu8(_mm512_sub_epi8(m, c10), c70);
+            for (j = 0; j < 8; j++) {
+                acc[j] = _mm512_add_epi8(acc[j], _mm512_shuffle_epi8(tbl[j], i0));
+                acc[8 + j] = _mm512_add_epi8(acc[8 + j], _mm512_shuffle_epi8(tbl[j], i1));
+            }
+            k = _mm512_cmpeq_epi8_mask(_mm512_or_si512(s, c10), yoc);
+            yacc = _mm512_mask_sub_epi8(yacc, k, yacc, _mm512_set1_epi8(-1));
+        }
+        for (j = 0; j < 16; j++) {
+            t = _mm512_and_si512(acc[j], c0f);
+            sum[2 * j] = _mm512_add_epi64(sum[2 * j], _mm512_sad_epu8(t, zero));
+            t = _mm512_and_si512(_mm512_srli_epi16(acc[j], 4), c0f);
+            sum[2 * j + 1] = _mm512_add_epi64(sum[2 * j + 1], _mm512_sad_epu8(t, zero));
+        }
+        sum[32] = _mm512_add_epi64(sum[32], _mm512_sad_epu8(yacc, zero));
+    }
+    for (j = 0; j < 32; j++)
+        raw->bin[j] += (uint64_t)_mm512_reduce_add_epi64(sum[j]);
+    raw->yo += (uint64_t)_mm512_reduce_add_epi64(sum[32]);
+    if (i < n)
+        jobq__letters_sb_scalar(p + i, n - i, yo_byte, raw);
+}
+
+void
+jobq__letters_sb_avx512(const uint8_t *p, size_t n, unsigned yo_byte, jobq__letters_raw *raw)
+{
+    hist_avx512(p, n, yo_byte, raw);
+}
+
+#define BLOCK 4096
+
+void
+jobq__letters_utf8_avx512(const uint8_t *p, size_t n, jobq__letters_raw *raw)
+{
+    _Alignas(64) uint8_t syn[BLOCK];
+    __m512i cd0, cd1, c90, c80, c30, c10, c70, c81, c91, cb8, ccc, lead, next, s;
+    __mmask64 k0, k1, kv0, kv1, ky, kcc;
+    size_t pos, npos, blk, i;
+
+    if (n < 2)
+        return;
+    cd0 = _mm512_set1_epi8((char)0xD0);
+    cd1 = _mm512_set1_epi8((char)0xD1);
+    c90 = _mm512_set1_epi8((char)0x90);
+    c80 = _mm512_set1_epi8((char)0x80);
+    c30 = _mm512_set1_epi8(0x30);
+    c10 = _mm512_set1_epi8(0x10);
+    c70 = _mm512_set1_epi8(0x70);
+    c81 = _mm512_set1_epi8((char)0x81);
+    c91 = _mm512_set1_epi8((char)0x91);
+    cb8 = _mm512_set1_epi8((char)0xB8);
+    ccc = _mm512_set1_epi8((char)0xCC);
+    /* Positions 0 .. n-2 can start a letter (a letter needs the byte after it). */
+    npos = n - 1;
+    for (pos = 0; pos < npos; pos += blk) {
+        blk = npos - pos < BLOCK ? npos - pos : BLOCK;
+        kcc = 0;
+        for (i = 0; i + 64 <= blk; i += 64) {
+            lead = _mm512_loadu_si512((const void *)(p + pos + i));
+            next = _mm512_loadu_si512((const void *)(p + pos + i + 1));
+            k0 = _mm512_cmpeq_epi8_mask(lead, cd0);
+            k1 = _mm512_cmpeq_epi8_mask(lead, cd1);
+            kv0 = _mm512_mask_cmplt_epu8_mask(k0, _mm512_sub_epi8(next, c90), c30);
+            kv1 = _mm512_mask_cmplt_epu8_mask(k1, _mm512_sub_epi8(next, c80), c10);
+            ky = _mm512_mask_cmpeq_epi8_mask(k0, next, c81) |
+                 _mm512_mask_cmpeq_epi8_mask(k1, next, c91);
+            s = _mm512_maskz_add_epi8(kv0, next, c30);
+            s = _mm512_mask_add_epi8(s, kv1, next, c70);
+            s = _mm512_mask_mov_epi8(s, ky, cb8);
+            _mm512_store_si512((void *)(syn + i), s);
+            kcc |= _mm512_cmpeq_epi8_mask(lead, ccc);
+        }
+        for (; i < blk; i++) {
+            syn[i] = (uint8_t)jobq__letters_utf8_pair(p[pos + i], p[pos + i + 1]);
+            if (p[pos + i] == 0xCC)
+                kcc = 1;
+        }
+        hist_avx512(syn, blk, 0xB8, raw);
+        if (kcc != 0)
+            jobq__letters_utf8_combos(p, n, pos, pos + blk, raw);
+    }
+}
