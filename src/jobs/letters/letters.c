@@ -542,6 +542,8 @@ jobq_letters_feed(jobq_letters_state *st, const void *buf, size_t len)
             st->bytes += n;
             if (bom != JOBQ_LETTERS_AUTO)
                 decide(st, bom);
+            if (bom == JOBQ_LETTERS_UTF16LE || bom == JOBQ_LETTERS_UTF16BE)
+                return JOBQ_EINVAL;
         } else if (!st->decided) {
             n = len;
             if (st->det_first_high != UINT64_MAX) {
