@@ -6,6 +6,8 @@
  * over lead bytes; after a letter the next position can be skipped because a continuation byte is
  * never a lead, which keeps the walk in step with any (even invalid) input.
  */
+#include <string.h>
+
 #include "letters-kernels.h"
 
 void
@@ -34,10 +36,23 @@ jobq__letters_utf8_combos(const uint8_t *p, size_t n, size_t from, size_t to,
 void
 jobq__letters_sb_scalar(const uint8_t *p, size_t n, unsigned yo_byte, jobq__letters_raw *raw)
 {
-    uint64_t h[4][256] = {{0}};
+    uint64_t h[4][256];
     size_t i;
     unsigned b;
 
+    if (n < 512) {
+        /* Short buffers (small feeds, kernel tails): clearing 8 KiB of counters would cost more
+         * than the counting. */
+        for (i = 0; i < n; i++) {
+            b = p[i];
+            if (b >= 0xC0)
+                raw->bin[b & 0x1F]++;
+            else if ((b | 0x10) == (yo_byte | 0x10))
+                raw->yo++;
+        }
+        return;
+    }
+    memset(h, 0, sizeof(h));
     for (i = 0; i + 4 <= n; i += 4) {
         h[0][p[i]]++;
         h[1][p[i + 1]]++;

@@ -213,6 +213,14 @@ run_kernel(jobq_letters_kernel k, jobq_letters_encoding enc, const uint8_t *p, s
         sb(p, n, enc == JOBQ_LETTERS_KOI8R ? 0xB3u : 0xB8u, raw);
 }
 
+/* The kernel for a streaming block: small feeds go scalar, a vector kernel's setup (tables,
+ * 33 accumulators) costs more than it saves there. */
+static jobq_letters_kernel
+stream_kernel(size_t n)
+{
+    return n < 256 ? JOBQ_LETTERS_KERNEL_SCALAR : best_kernel();
+}
+
 /* counts += raw, mapped through enc's letter order. */
 static void
 add_raw(jobq_letters_counts *c, const jobq__letters_raw *raw, jobq_letters_encoding enc)
@@ -461,7 +469,7 @@ utf8_stream(jobq_letters_state *st, const uint8_t *p, size_t n, jobq_letters_cou
     memcpy(w + st->pending_len, p, h);
     stitch(w, st->pending_len, st->pending_len + h, &raw);
     if (n >= 2)
-        run_kernel(best_kernel(), JOBQ_LETTERS_UTF8, p, n, &raw);
+        run_kernel(stream_kernel(n), JOBQ_LETTERS_UTF8, p, n, &raw);
     add_raw(c, &raw, JOBQ_LETTERS_UTF8);
     if (n >= 3) {
         memcpy(st->pending, p + n - 3, 3);
@@ -508,7 +516,7 @@ feed_undecided(jobq_letters_state *st, const uint8_t *p, size_t n)
             koi_yo += (p[i] | 0x10) == 0xB3;
         }
         memset(&raw, 0, sizeof(raw));
-        run_kernel(best_kernel(), JOBQ_LETTERS_CP1251, p + h, n - h, &raw);
+        run_kernel(stream_kernel(n - h), JOBQ_LETTERS_CP1251, p + h, n - h, &raw);
         add_raw(&st->alt[0], &raw, JOBQ_LETTERS_CP1251);
         raw.yo = koi_yo;
         add_raw(&st->alt[1], &raw, JOBQ_LETTERS_KOI8R);
@@ -562,7 +570,7 @@ jobq_letters_feed(jobq_letters_state *st, const void *buf, size_t len)
                 utf8_stream(st, p, n, &st->counts);
             } else {
                 memset(&raw, 0, sizeof(raw));
-                run_kernel(best_kernel(), st->enc, p, n, &raw);
+                run_kernel(stream_kernel(n), st->enc, p, n, &raw);
                 add_raw(&st->counts, &raw, st->enc);
             }
             st->bytes += n;
