@@ -1,0 +1,261 @@
+/*
+ * test-parallel.c - jobq_pool_parallel_for and jobq_pool_map: every index exactly once for
+ * awkward ranges and grains, chunk bounds, nesting from a worker, error stop, ordered results.
+ */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jobq.h>
+
+#include "test-util.h"
+
+static jobq_pool *
+make_pool(unsigned threads, size_t capacity)
+{
+    jobq_pool_options o;
+    jobq_pool *p = NULL;
+
+    jobq_pool_options_init(&o);
+    o.threads = threads;
+    o.capacity = capacity;
+    cr_assert_eq(jobq_pool_create(&p, &o), 0);
+    return p;
+}
+
+struct cover {
+    size_t begin, end, grain;
+    atomic_uint *hits; /* [i - begin] */
+    atomic_uint bad_chunks; /* empty, out of range, or longer than grain */
+    atomic_uint chunks;
+};
+
+static int
+cover_fn(void *ctx, size_t b, size_t e)
+{
+    struct cover *c = ctx;
+    size_t i;
+
+    atomic_fetch_add(&c->chunks, 1);
+    if (b >= e || b < c->begin || e > c->end || (c->grain > 0 && e - b > c->grain)) {
+        atomic_fetch_add(&c->bad_chunks, 1);
+        return 0;
+    }
+    for (i = b; i < e; i++)
+        atomic_fetch_add_explicit(&c->hits[i - c->begin], 1, memory_order_relaxed);
+    return 0;
+}
+
+static void
+check_cover(jobq_pool *p, size_t begin, size_t end, size_t grain)
+{
+    struct cover c;
+    size_t n = end - begin, i, bad = 0;
+
+    memset(&c, 0, sizeof(c));
+    c.begin = begin;
+    c.end = end;
+    c.grain = grain;
+    c.hits = calloc(n + 1, sizeof(*c.hits));
+    cr_assert_not_null(c.hits);
+    cr_assert_eq(jobq_pool_parallel_for(p, begin, end, grain, cover_fn, &c), 0);
+    for (i = 0; i < n; i++)
+        bad += atomic_load(&c.hits[i]) != 1;
+    cr_expect_eq(bad, 0, "[%zu, %zu) grain %zu: %zu indexes not covered exactly once", begin, end,
+                 grain, bad);
+    cr_expect_eq(atomic_load(&c.bad_chunks), 0, "[%zu, %zu) grain %zu: bad chunk bounds", begin,
+                 end, grain);
+    if (n == 0)
+        cr_expect_eq(atomic_load(&c.chunks), 0, "fn called for an empty range");
+    if (grain > 0 && n > 0)
+        cr_expect_eq(atomic_load(&c.chunks), (n + grain - 1) / grain);
+    free(c.hits);
+}
+
+static void
+awkward_ranges(unsigned threads)
+{
+    jobq_pool *p = make_pool(threads, 16);
+
+    check_cover(p, 0, 0, 0);
+    check_cover(p, 0, 0, 5);
+    check_cover(p, 7, 7, 1);
+    check_cover(p, 0, 1, 0);
+    check_cover(p, 0, 1, 1);
+    check_cover(p, 0, 997, 0);     /* prime, automatic grain */
+    check_cover(p, 0, 997, 1);     /* one index per chunk */
+    check_cover(p, 0, 997, 10);    /* last chunk short */
+    check_cover(p, 0, 997, 5000);  /* grain > n */
+    check_cover(p, 1000, 1997, 7); /* begin != 0 */
+    check_cover(p, 3, 100003, 0);
+    check_cover(p, SIZE_MAX - 100, SIZE_MAX, 9); /* no overflow at the top of size_t */
+    jobq_pool_destroy(p);
+}
+
+Test(parallel, covers_every_index_once_1_worker, .timeout = 30)
+{
+    awkward_ranges(1);
+}
+
+Test(parallel, covers_every_index_once_4_workers, .timeout = 30)
+{
+    awkward_ranges(4);
+}
+
+Test(parallel, reversed_range_refused, .timeout = 10)
+{
+    jobq_pool *p = make_pool(2, 4);
+    struct cover c;
+
+    memset(&c, 0, sizeof(c));
+    cr_expect_eq(jobq_pool_parallel_for(p, 10, 5, 1, cover_fn, &c), JOBQ_EINVAL);
+    cr_expect_eq(atomic_load(&c.chunks), 0);
+    jobq_pool_destroy(p);
+}
+
+/* Nested: a job on the only worker runs a parallel_for on the same pool. The worker must take
+ * the chunks itself (nobody else can) instead of waiting for queued helpers. */
+struct nested {
+    jobq_pool *p;
+    struct cover c;
+    int r;
+};
+
+static int
+nested_job(void *arg)
+{
+    struct nested *n = arg;
+
+    n->r = jobq_pool_parallel_for(n->p, 0, 1000, 3, cover_fn, &n->c);
+    return n->r;
+}
+
+static void
+nested_from_worker(unsigned threads, size_t capacity)
+{
+    struct nested n;
+    jobq_job job = {nested_job, NULL, NULL};
+    size_t i, bad = 0;
+
+    memset(&n, 0, sizeof(n));
+    n.p = make_pool(threads, capacity);
+    n.c.begin = 0;
+    n.c.end = 1000;
+    n.c.grain = 3;
+    n.c.hits = calloc(1000, sizeof(*n.c.hits));
+    n.r = -1;
+    job.arg = &n;
+    cr_assert_eq(jobq_pool_submit(n.p, &job), 0);
+    cr_assert_eq(jobq_pool_wait(n.p), 0);
+    cr_expect_eq(n.r, 0);
+    for (i = 0; i < 1000; i++)
+        bad += atomic_load(&n.c.hits[i]) != 1;
+    cr_expect_eq(bad, 0);
+    cr_expect_eq(atomic_load(&n.c.bad_chunks), 0);
+    jobq_pool_destroy(n.p);
+    free(n.c.hits);
+}
+
+Test(parallel, nested_from_worker_1_worker, .timeout = 20)
+{
+    nested_from_worker(1, 1);
+}
+
+Test(parallel, nested_from_worker_3_workers, .timeout = 20)
+{
+    nested_from_worker(3, 2);
+}
+
+/* Errors: every chunk from index 10 on fails; the call returns that error and stops handing
+ * out chunks (at most a chunk per thread in flight runs after the first failure). */
+struct failing {
+    atomic_uint calls;
+};
+
+static int
+failing_fn(void *ctx, size_t b, size_t e)
+{
+    struct failing *f = ctx;
+
+    (void)e;
+    atomic_fetch_add(&f->calls, 1);
+    return b >= 10 ? -42 : 0;
+}
+
+Test(parallel, error_stops_and_is_returned, .timeout = 30)
+{
+    jobq_pool *p = make_pool(2, 8);
+    struct failing f;
+    size_t n = 100000;
+
+    memset(&f, 0, sizeof(f));
+    cr_assert_eq(jobq_pool_parallel_for(p, 0, n, 1, failing_fn, &f), -42);
+    cr_expect_lt(atomic_load(&f.calls), n / 2, "%u of %zu chunks ran after errors",
+                 atomic_load(&f.calls), n);
+    /* The pool is fine afterwards, and the error does not leak into the next call. */
+    memset(&f, 0, sizeof(f));
+    cr_assert_eq(jobq_pool_parallel_for(p, 0, 10, 1, failing_fn, &f), 0);
+    cr_expect_eq(atomic_load(&f.calls), 10);
+    jobq_pool_destroy(p);
+}
+
+/* ---- map ------------------------------------------------------------------------------- */
+
+struct out_rec {
+    double square;
+    uint32_t idx_check;
+    int32_t worker;
+};
+
+struct map_ctx {
+    const int32_t *base;
+    int fail_at; /* -1: never */
+};
+
+static int
+square_fn(void *ctx, const void *in, void *out)
+{
+    const struct map_ctx *m = ctx;
+    int32_t v = *(const int32_t *)in;
+    struct out_rec *o = out;
+
+    if (m->fail_at >= 0 && v == m->fail_at)
+        return -9;
+    o->square = (double)v * (double)v;
+    o->idx_check = (uint32_t)((const int32_t *)in - m->base);
+    o->worker = 1;
+    return 0;
+}
+
+Test(parallel, map_results_land_at_their_index, .timeout = 30)
+{
+    jobq_pool *p = make_pool(4, 8);
+    size_t n = 10007, i, bad = 0;
+    int32_t *in = malloc(n * sizeof(*in));
+    struct out_rec *out = calloc(n, sizeof(*out));
+    struct map_ctx m;
+
+    cr_assert(in && out);
+    for (i = 0; i < n; i++)
+        in[i] = (int32_t)(i * 7 % 1009) - 500;
+    m.base = in;
+    m.fail_at = -1;
+    cr_assert_eq(jobq_pool_map(p, in, sizeof(*in), out, sizeof(*out), n, square_fn, &m), 0);
+    for (i = 0; i < n; i++)
+        bad += out[i].square != (double)in[i] * (double)in[i] || out[i].idx_check != i ||
+               out[i].worker != 1;
+    cr_expect_eq(bad, 0, "%zu results not at their index", bad);
+    /* n = 0 calls nothing. */
+    cr_expect_eq(jobq_pool_map(p, in, sizeof(*in), out, sizeof(*out), 0, square_fn, &m), 0);
+    /* An error is returned. */
+    m.fail_at = in[5000];
+    cr_expect_eq(jobq_pool_map(p, in, sizeof(*in), out, sizeof(*out), n, square_fn, &m), -9);
+    cr_expect_eq(jobq_pool_map(p, in, sizeof(*in), out, SIZE_MAX / 2, 3, square_fn, &m),
+                 JOBQ_EOVERFLOW);
+    jobq_pool_destroy(p);
+    free(in);
+    free(out);
+}

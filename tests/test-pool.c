@@ -1,0 +1,1235 @@
+/*
+ * test-pool.c - jobq_pool: every job exactly once, wait-all reuse, shutdown modes and their
+ * accounting, nested (caller-runs) submission, deadlock refusals, hooks, worker index, thread
+ * names, create/destroy churn, bad arguments and statistics.
+ *
+ * Jobs that must still be running while the test checks something block on a gate
+ * (test-util.h), never on a sleep.
+ */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jobq.h>
+
+#include "test-util.h"
+
+static jobq_pool *
+make_pool(unsigned threads, size_t capacity)
+{
+    jobq_pool_options o;
+    jobq_pool *p = NULL;
+
+    jobq_pool_options_init(&o);
+    o.threads = threads;
+    o.capacity = capacity;
+    cr_assert_eq(jobq_pool_create(&p, &o), 0, "pool of %u threads, capacity %zu", threads,
+                 capacity);
+    cr_assert_not_null(p);
+    return p;
+}
+
+/* ---- every job exactly once ---------------------------------------------------------------- */
+
+struct counted {
+    atomic_uint *runs;  /* runs[i]: times job i ran */
+    atomic_uint *dones; /* dones[i]: times its done ran */
+    atomic_int done_err;
+};
+
+struct counted_job {
+    struct counted *c;
+    size_t i;
+};
+
+static int
+counted_run(void *arg)
+{
+    struct counted_job *j = arg;
+
+    atomic_fetch_add_explicit(&j->c->runs[j->i], 1, memory_order_relaxed);
+    return 0;
+}
+
+static void
+counted_done(void *arg, int err)
+{
+    struct counted_job *j = arg;
+
+    if (err != 0)
+        atomic_store(&j->c->done_err, err);
+    atomic_fetch_add_explicit(&j->c->dones[j->i], 1, memory_order_relaxed);
+}
+
+static void
+every_job_once(unsigned threads, size_t capacity, size_t n)
+{
+    jobq_pool *p = make_pool(threads, capacity);
+    struct counted c;
+    struct counted_job *jobs = calloc(n, sizeof(*jobs));
+    jobq_pool_stats st;
+    jobq_job job;
+    size_t i, bad = 0;
+
+    memset(&c, 0, sizeof(c));
+    c.runs = calloc(n, sizeof(*c.runs));
+    c.dones = calloc(n, sizeof(*c.dones));
+    cr_assert(jobs && c.runs && c.dones);
+    for (i = 0; i < n; i++) {
+        jobs[i].c = &c;
+        jobs[i].i = i;
+        job.run = counted_run;
+        job.done = counted_done;
+        job.arg = &jobs[i];
+        /* Mix the three submit paths. */
+        if (i % 3 == 0)
+            cr_assert_eq(jobq_pool_submit(p, &job), 0);
+        else if (i % 3 == 1)
+            cr_assert_eq(jobq_pool_timed_submit(p, &job, 3600ull * 1000000000ull), 0);
+        else
+            while (jobq_pool_try_submit(p, &job) == JOBQ_EAGAIN)
+                ;
+    }
+    cr_assert_eq(jobq_pool_wait(p), 0);
+    for (i = 0; i < n; i++)
+        bad += atomic_load(&c.runs[i]) != 1 || atomic_load(&c.dones[i]) != 1;
+    cr_expect_eq(bad, 0, "%zu of %zu jobs did not run (and finish) exactly once, %u threads",
+                 bad, n, threads);
+    cr_expect_eq(atomic_load(&c.done_err), 0);
+    cr_assert_eq(jobq_pool_get_stats(p, &st, NULL, 0), 0);
+    cr_expect_eq(st.submitted, n);
+    cr_expect_eq(st.completed, n);
+    cr_expect_eq(st.failed, 0);
+    cr_expect_eq(st.discarded, 0);
+    cr_expect_eq(st.threads, threads);
+    cr_expect_eq(jobq_pool_threads(p), threads);
+    jobq_pool_destroy(p);
+    free(c.runs);
+    free(c.dones);
+    free(jobs);
+}
+
+Test(pool, every_job_once_1_worker, .timeout = 60)
+{
+    every_job_once(1, 64, test_scaled(200000, 10));
+}
+
+Test(pool, every_job_once_cores_workers, .timeout = 60)
+{
+    every_job_once(jobq_cpu_count(), 1024, test_scaled(200000, 10));
+}
+
+Test(pool, every_job_once_4x_cores_workers, .timeout = 60)
+{
+    every_job_once(4 * jobq_cpu_count(), 16, test_scaled(200000, 10));
+}
+
+/* submit_batch: every job once, and the count it reports. */
+Test(pool, submit_batch_every_job_once, .timeout = 60)
+{
+    jobq_pool *p = make_pool(2, 16);
+    size_t n = 1000, i, bad = 0, got = 0;
+    struct counted c;
+    struct counted_job *cj = calloc(n, sizeof(*cj));
+    jobq_job *jobs = calloc(n, sizeof(*jobs));
+
+    memset(&c, 0, sizeof(c));
+    c.runs = calloc(n, sizeof(*c.runs));
+    c.dones = calloc(n, sizeof(*c.dones));
+    for (i = 0; i < n; i++) {
+        cj[i].c = &c;
+        cj[i].i = i;
+        jobs[i].run = counted_run;
+        jobs[i].done = counted_done;
+        jobs[i].arg = &cj[i];
+    }
+    cr_assert_eq(jobq_pool_submit_batch(p, jobs, n, &got), 0);
+    cr_assert_eq(got, n);
+    cr_assert_eq(jobq_pool_submit_batch(p, jobs, 0, NULL), 0);
+    cr_assert_eq(jobq_pool_wait(p), 0);
+    for (i = 0; i < n; i++)
+        bad += atomic_load(&c.runs[i]) != 1 || atomic_load(&c.dones[i]) != 1;
+    cr_expect_eq(bad, 0);
+    jobq_pool_destroy(p);
+    free(c.runs);
+    free(c.dones);
+    free(cj);
+    free(jobs);
+}
+
+/* ---- wait-all ---------------------------------------------------------------------------- */
+
+struct err_job {
+    int err;
+    atomic_int *ran;
+};
+
+static int
+err_run(void *arg)
+{
+    struct err_job *j = arg;
+
+    atomic_fetch_add(j->ran, 1);
+    return j->err;
+}
+
+Test(pool, wait_all_reuse_first_error_cleared, .timeout = 30)
+{
+    jobq_pool *p = make_pool(1, 8);
+    struct err_job ej[100];
+    atomic_int ran = 0;
+    jobq_job job = {err_run, NULL, NULL};
+    int round, i, r;
+
+    for (round = 0; round < 5; round++) {
+        atomic_store(&ran, 0);
+        for (i = 0; i < 100; i++) {
+            ej[i].ran = &ran;
+            /* Odd rounds fail twice; with one worker FIFO order makes the first one known. */
+            ej[i].err = (round % 2 && i == 10) ? -1000 - round
+                        : (round % 2 && i == 60) ? -2000
+                                                 : 0;
+            job.arg = &ej[i];
+            cr_assert_eq(jobq_pool_submit(p, &job), 0);
+        }
+        r = jobq_pool_wait(p);
+        cr_assert_eq(atomic_load(&ran), 100, "wait returned before every job ran");
+        if (round % 2)
+            cr_assert_eq(r, -1000 - round, "round %d: wait returned %d", round, r);
+        else
+            cr_assert_eq(r, 0, "round %d: stale error %d", round, r);
+        /* The error was cleared by the wait that returned it. */
+        cr_assert_eq(jobq_pool_wait(p), 0);
+    }
+    jobq_pool_destroy(p);
+}
+
+Test(pool, wait_on_idle_pool_returns, .timeout = 10)
+{
+    jobq_pool *p = make_pool(2, 4);
+
+    cr_assert_eq(jobq_pool_wait(p), 0);
+    cr_assert_eq(jobq_pool_wait(p), 0);
+    jobq_pool_destroy(p);
+}
+
+/* Several threads waiting at once while jobs run; all return once the work is done. */
+struct waiter_arg {
+    jobq_pool *p;
+    int r;
+};
+
+static void *
+waiter_thread(void *arg)
+{
+    struct waiter_arg *w = arg;
+
+    w->r = jobq_pool_wait(w->p);
+    return NULL;
+}
+
+static int
+gate_run(void *arg)
+{
+    test_gate_wait(arg);
+    return 0;
+}
+
+Test(pool, concurrent_waiters, .timeout = 30)
+{
+    jobq_pool *p = make_pool(2, 8);
+    struct test_gate g;
+    struct waiter_arg w[3];
+    pthread_t t[3];
+    jobq_job job = {gate_run, NULL, NULL};
+    int i;
+
+    test_gate_init(&g);
+    job.arg = &g;
+    cr_assert_eq(jobq_pool_submit(p, &job), 0);
+    cr_assert_eq(jobq_pool_submit(p, &job), 0);
+    test_gate_await_arrivals(&g, 2);
+    for (i = 0; i < 3; i++) {
+        w[i].p = p;
+        w[i].r = 1;
+        cr_assert_eq(pthread_create(&t[i], NULL, waiter_thread, &w[i]), 0);
+    }
+    test_gate_open(&g);
+    for (i = 0; i < 3; i++) {
+        cr_assert_eq(pthread_join(t[i], NULL), 0);
+        cr_assert_eq(w[i].r, 0);
+    }
+    jobq_pool_destroy(p);
+    test_gate_fini(&g);
+}
+
+/* ---- shutdown: drain vs discard ---------------------------------------------------------- */
+
+struct acct {
+    atomic_uint runs;
+    atomic_uint done_ok;
+    atomic_uint done_canceled;
+    atomic_uint done_other;
+    struct test_gate *open_on_cancel; /* opened by the first discarded job's done */
+};
+
+static int
+acct_run(void *arg)
+{
+    struct acct *a = arg;
+
+    atomic_fetch_add(&a->runs, 1);
+    return 0;
+}
+
+static void
+acct_done(void *arg, int err)
+{
+    struct acct *a = arg;
+
+    if (err == 0)
+        atomic_fetch_add(&a->done_ok, 1);
+    else if (err == JOBQ_ECANCELED)
+        atomic_fetch_add(&a->done_canceled, 1);
+    else
+        atomic_fetch_add(&a->done_other, 1);
+    if (err == JOBQ_ECANCELED && a->open_on_cancel != NULL)
+        test_gate_open(a->open_on_cancel);
+}
+
+/*
+ * Both workers block on a gate, the queue is filled to capacity behind them. DISCARD must drop
+ * exactly the queued jobs (no worker is free to take one); the first discarded job's done opens
+ * the gate so the running jobs can finish and the workers be joined.
+ */
+Test(pool, discard_drops_exactly_the_queued_jobs, .timeout = 30)
+{
+    jobq_pool *p = make_pool(2, 16);
+    struct test_gate g;
+    struct acct a;
+    jobq_job gate_job = {gate_run, NULL, NULL}, job = {acct_run, acct_done, NULL};
+    jobq_pool_stats st;
+    size_t queued = 0, discarded = 12345;
+
+    test_gate_init(&g);
+    memset(&a, 0, sizeof(a));
+    a.open_on_cancel = &g;
+    gate_job.arg = &g;
+    job.arg = &a;
+    cr_assert_eq(jobq_pool_submit(p, &gate_job), 0);
+    cr_assert_eq(jobq_pool_submit(p, &gate_job), 0);
+    test_gate_await_arrivals(&g, 2);
+    while (jobq_pool_try_submit(p, &job) == 0)
+        queued++;
+    cr_assert_eq(queued, 16, "a full queue of capacity 16 held %zu jobs", queued);
+    cr_assert_eq(jobq_pool_get_stats(p, &st, NULL, 0), 0);
+    cr_expect_eq(st.queue_high_water, 16);
+
+    cr_assert_eq(jobq_pool_shutdown(p, JOBQ_DISCARD, &discarded), 0);
+    cr_expect_eq(discarded, queued);
+    cr_expect_eq(atomic_load(&a.runs), 0);
+    cr_expect_eq(atomic_load(&a.done_canceled), queued);
+    cr_expect_eq(atomic_load(&a.done_ok), 0);
+    cr_assert_eq(jobq_pool_get_stats(p, &st, NULL, 0), 0);
+    cr_expect_eq(st.submitted, queued + 2);
+    cr_expect_eq(st.completed, 2);
+    cr_expect_eq(st.discarded, queued);
+    cr_expect_eq(st.submitted, st.completed + st.discarded);
+    /* Second shutdown: nothing more to do, nothing discarded. */
+    discarded = 999;
+    cr_assert_eq(jobq_pool_shutdown(p, JOBQ_DISCARD, &discarded), 0);
+    cr_expect_eq(discarded, 0);
+    cr_assert_eq(jobq_pool_shutdown(p, JOBQ_DRAIN, NULL), 0);
+    jobq_pool_destroy(p);
+    test_gate_fini(&g);
+}
+
+static void *
+open_gate_later(void *arg)
+{
+    test_sleep_ms(20);
+    test_gate_open(arg);
+    return NULL;
+}
+
+/* DRAIN with a full queue behind blocked workers: everything runs, nothing is discarded. */
+Test(pool, drain_runs_everything_queued, .timeout = 30)
+{
+    jobq_pool *p = make_pool(2, 16);
+    struct test_gate g;
+    struct acct a;
+    jobq_job gate_job = {gate_run, NULL, NULL}, job = {acct_run, acct_done, NULL};
+    jobq_pool_stats st;
+    size_t queued = 0, discarded = 12345;
+    pthread_t t;
+
+    test_gate_init(&g);
+    memset(&a, 0, sizeof(a));
+    gate_job.arg = &g;
+    job.arg = &a;
+    cr_assert_eq(jobq_pool_submit(p, &gate_job), 0);
+    cr_assert_eq(jobq_pool_submit(p, &gate_job), 0);
+    test_gate_await_arrivals(&g, 2);
+    while (jobq_pool_try_submit(p, &job) == 0)
+        queued++;
+    /* The gate opens while (or before) shutdown drains; either way all must run. */
+    cr_assert_eq(pthread_create(&t, NULL, open_gate_later, &g), 0);
+    cr_assert_eq(jobq_pool_shutdown(p, JOBQ_DRAIN, &discarded), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_expect_eq(discarded, 0);
+    cr_expect_eq(atomic_load(&a.runs), queued);
+    cr_expect_eq(atomic_load(&a.done_ok), queued);
+    cr_expect_eq(atomic_load(&a.done_canceled), 0);
+    cr_assert_eq(jobq_pool_get_stats(p, &st, NULL, 0), 0);
+    cr_expect_eq(st.submitted, queued + 2);
+    cr_expect_eq(st.completed, queued + 2);
+    cr_expect_eq(st.discarded, 0);
+    cr_expect_eq(jobq_pool_submit(p, &job), JOBQ_ECLOSED);
+    jobq_pool_destroy(p);
+    test_gate_fini(&g);
+}
+
+/* Under load: producers keep submitting while the pool shuts down. Accounting must hold. */
+struct producer {
+    jobq_pool *p;
+    struct acct *a;
+    atomic_int *go;
+    unsigned long accepted;
+    int last_err;
+};
+
+static int
+spin_run(void *arg)
+{
+    struct acct *a = arg;
+    volatile unsigned x = 0;
+
+    for (unsigned i = 0; i < 200; i++)
+        x += i;
+    atomic_fetch_add(&a->runs, 1);
+    return 0;
+}
+
+static void *
+producer_thread(void *arg)
+{
+    struct producer *pr = arg;
+    jobq_job job = {spin_run, acct_done, pr->a};
+    int r;
+
+    while (!atomic_load(pr->go))
+        ;
+    for (;;) {
+        r = jobq_pool_submit(pr->p, &job);
+        if (r != 0)
+            break;
+        pr->accepted++;
+    }
+    pr->last_err = r;
+    return NULL;
+}
+
+static void
+shutdown_under_load(jobq_shutdown_mode mode)
+{
+    jobq_pool *p = make_pool(2, 64);
+    struct acct a;
+    struct producer pr[3];
+    pthread_t t[3];
+    atomic_int go = 0;
+    jobq_pool_stats st;
+    size_t discarded = 12345;
+    unsigned long accepted = 0;
+    int i;
+
+    memset(&a, 0, sizeof(a));
+    for (i = 0; i < 3; i++) {
+        memset(&pr[i], 0, sizeof(pr[i]));
+        pr[i].p = p;
+        pr[i].a = &a;
+        pr[i].go = &go;
+        cr_assert_eq(pthread_create(&t[i], NULL, producer_thread, &pr[i]), 0);
+    }
+    atomic_store(&go, 1);
+    /* Let the queue fill and the producers block on it a few times. */
+    while (atomic_load(&a.runs) < 20000 / (JOBQ_TEST_SANITIZED ? 10 : 1))
+        test_sleep_ms(1);
+    cr_assert_eq(jobq_pool_shutdown(p, mode, &discarded), 0);
+    for (i = 0; i < 3; i++) {
+        cr_assert_eq(pthread_join(t[i], NULL), 0);
+        cr_expect_eq(pr[i].last_err, JOBQ_ECLOSED, "producer %d stopped with %d", i,
+                     pr[i].last_err);
+        accepted += pr[i].accepted;
+    }
+    cr_assert_eq(jobq_pool_get_stats(p, &st, NULL, 0), 0);
+    cr_expect_eq(st.submitted, accepted, "stats.submitted %llu, accepted %lu",
+                 (unsigned long long)st.submitted, accepted);
+    cr_expect_eq(st.submitted, st.completed + st.discarded, "%llu != %llu + %llu",
+                 (unsigned long long)st.submitted, (unsigned long long)st.completed,
+                 (unsigned long long)st.discarded);
+    cr_expect_eq(st.discarded, discarded);
+    cr_expect_eq(atomic_load(&a.runs), st.completed);
+    cr_expect_eq(atomic_load(&a.done_ok), st.completed);
+    cr_expect_eq(atomic_load(&a.done_canceled), discarded);
+    cr_expect_eq(atomic_load(&a.done_other), 0);
+    cr_expect_gt(st.producer_blocks, 0, "the queue filled, yet no producer ever blocked");
+    cr_expect_gt(st.queue_high_water, 0);
+    cr_expect_leq(st.queue_high_water, 64);
+    if (mode == JOBQ_DRAIN)
+        cr_expect_eq(discarded, 0);
+    jobq_pool_destroy(p);
+}
+
+Test(pool, drain_under_load_accounting, .timeout = 60)
+{
+    shutdown_under_load(JOBQ_DRAIN);
+}
+
+Test(pool, discard_under_load_accounting, .timeout = 60)
+{
+    shutdown_under_load(JOBQ_DISCARD);
+}
+
+Test(pool, submit_after_shutdown_and_double_shutdown, .timeout = 10)
+{
+    jobq_pool *p = make_pool(2, 4);
+    struct acct a;
+    jobq_job job = {acct_run, acct_done, NULL};
+    jobq_group *grp = NULL;
+    size_t n = 77, d = 77;
+
+    memset(&a, 0, sizeof(a));
+    job.arg = &a;
+    cr_assert_eq(jobq_group_create(&grp, p), 0);
+    cr_assert_eq(jobq_pool_shutdown(p, JOBQ_DRAIN, &d), 0);
+    cr_assert_eq(d, 0);
+    cr_expect_eq(jobq_pool_submit(p, &job), JOBQ_ECLOSED);
+    cr_expect_eq(jobq_pool_try_submit(p, &job), JOBQ_ECLOSED);
+    cr_expect_eq(jobq_pool_timed_submit(p, &job, 1000000u), JOBQ_ECLOSED);
+    cr_expect_eq(jobq_pool_submit_batch(p, &job, 1, &n), JOBQ_ECLOSED);
+    cr_expect_eq(n, 0);
+    cr_expect_eq(jobq_group_submit(grp, &job), JOBQ_ECLOSED);
+    /* A failed submission calls neither run nor done, and the group is not left waiting. */
+    cr_expect_eq(atomic_load(&a.runs), 0);
+    cr_expect_eq(atomic_load(&a.done_ok) + atomic_load(&a.done_canceled), 0);
+    cr_expect_eq(jobq_group_wait(grp), 0);
+    cr_expect_eq(jobq_pool_wait(p), 0);
+    d = 77;
+    cr_assert_eq(jobq_pool_shutdown(p, JOBQ_DISCARD, &d), 0);
+    cr_assert_eq(d, 0);
+    jobq_group_destroy(grp);
+    jobq_pool_destroy(p);
+}
+
+/* A producer blocked on a full queue is woken by shutdown and fails instead of hanging. */
+struct blocked_submit {
+    jobq_pool *p;
+    atomic_int returned;
+    int r;
+};
+
+static void *
+blocked_submitter(void *arg)
+{
+    struct blocked_submit *b = arg;
+    jobq_job job = {acct_run, NULL, NULL};
+    static struct acct dummy;
+
+    job.arg = &dummy;
+    b->r = jobq_pool_submit(b->p, &job);
+    atomic_store(&b->returned, 1);
+    return NULL;
+}
+
+Test(pool, shutdown_wakes_blocked_submitter, .timeout = 30)
+{
+    jobq_pool *p = make_pool(1, 2);
+    struct test_gate g;
+    struct blocked_submit b;
+    jobq_job gate_job = {gate_run, NULL, NULL}, filler = {acct_run, acct_done, NULL};
+    jobq_pool_stats st;
+    struct acct a;
+    pthread_t t;
+    size_t discarded = 0;
+
+    test_gate_init(&g);
+    memset(&a, 0, sizeof(a));
+    a.open_on_cancel = &g;
+    gate_job.arg = &g;
+    filler.arg = &a;
+    cr_assert_eq(jobq_pool_submit(p, &gate_job), 0);
+    test_gate_await_arrivals(&g, 1);
+    cr_assert_eq(jobq_pool_submit(p, &filler), 0);
+    cr_assert_eq(jobq_pool_submit(p, &filler), 0);
+    memset(&b, 0, sizeof(b));
+    b.p = p;
+    cr_assert_eq(pthread_create(&t, NULL, blocked_submitter, &b), 0);
+    /* Wait until it really blocked (counted), then shut down under it. */
+    do {
+        test_sleep_ms(1);
+        cr_assert_eq(jobq_pool_get_stats(p, &st, NULL, 0), 0);
+    } while (st.producer_blocks == 0);
+    cr_expect_eq(atomic_load(&b.returned), 0);
+    cr_assert_eq(jobq_pool_shutdown(p, JOBQ_DISCARD, &discarded), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_expect_eq(b.r, JOBQ_ECLOSED);
+    cr_expect_eq(discarded, 2);
+    cr_expect_eq(st.queue_high_water, 2);
+    jobq_pool_destroy(p);
+    test_gate_fini(&g);
+}
+
+/* Timed submit on a full queue gives up with JOBQ_ETIMEDOUT (and does not run the job). */
+Test(pool, timed_and_try_submit_on_full_queue, .timeout = 30)
+{
+    jobq_pool *p = make_pool(1, 1);
+    struct test_gate g;
+    struct acct a;
+    jobq_job gate_job = {gate_run, NULL, NULL}, job = {acct_run, acct_done, NULL};
+    unsigned long long t0, dt;
+
+    test_gate_init(&g);
+    memset(&a, 0, sizeof(a));
+    gate_job.arg = &g;
+    job.arg = &a;
+    cr_assert_eq(jobq_pool_submit(p, &gate_job), 0);
+    test_gate_await_arrivals(&g, 1);
+    cr_assert_eq(jobq_pool_submit(p, &job), 0);
+    cr_expect_eq(jobq_pool_try_submit(p, &job), JOBQ_EAGAIN);
+    t0 = test_now_ns();
+    cr_expect_eq(jobq_pool_timed_submit(p, &job, 20000000u), JOBQ_ETIMEDOUT);
+    dt = test_now_ns() - t0;
+    cr_expect_geq(dt, 20000000ull, "timed_submit gave up after %llu ns", dt);
+    test_gate_open(&g);
+    cr_assert_eq(jobq_pool_wait(p), 0);
+    cr_expect_eq(atomic_load(&a.runs), 1, "a refused submission ran");
+    cr_expect_eq(atomic_load(&a.done_ok), 1);
+    jobq_pool_destroy(p);
+    test_gate_fini(&g);
+}
+
+/* ---- nesting ----------------------------------------------------------------------------- */
+
+struct nest {
+    jobq_pool *p;
+    atomic_uint leaves;
+    atomic_int submit_err;
+    int depth;
+};
+
+struct nest_node {
+    struct nest *n;
+    int depth;
+};
+
+static int
+leaf_run(void *arg)
+{
+    struct nest *n = arg;
+
+    atomic_fetch_add(&n->leaves, 1);
+    return 0;
+}
+
+/* Submits 10 children into its own pool: with capacity 1 and one worker, the queue is full at
+ * once and only this thread could drain it. */
+static int
+parent_run(void *arg)
+{
+    struct nest *n = arg;
+    jobq_job child = {leaf_run, NULL, n};
+    int i, r;
+
+    for (i = 0; i < 10; i++) {
+        r = jobq_pool_submit(n->p, &child);
+        if (r != 0)
+            atomic_store(&n->submit_err, r);
+    }
+    /* timed_submit from a worker runs inline too rather than time out. */
+    r = jobq_pool_timed_submit(n->p, &child, 1000u);
+    if (r != 0)
+        atomic_store(&n->submit_err, r);
+    return 0;
+}
+
+Test(pool, nested_submit_capacity_1_one_worker, .timeout = 20)
+{
+    struct nest n;
+    jobq_job job = {parent_run, NULL, NULL};
+    jobq_pool_stats st;
+
+    memset(&n, 0, sizeof(n));
+    n.p = make_pool(1, 1);
+    job.arg = &n;
+    cr_assert_eq(jobq_pool_submit(n.p, &job), 0);
+    cr_assert_eq(jobq_pool_wait(n.p), 0);
+    cr_expect_eq(atomic_load(&n.submit_err), 0);
+    cr_expect_eq(atomic_load(&n.leaves), 11);
+    cr_assert_eq(jobq_pool_get_stats(n.p, &st, NULL, 0), 0);
+    cr_expect_gt(st.caller_runs, 0, "the nested submits must have run inline");
+    cr_expect_eq(st.submitted, 12);
+    cr_expect_eq(st.completed, 12);
+    cr_expect_eq(st.submitted, st.completed + st.discarded);
+    jobq_pool_destroy(n.p);
+}
+
+/* A binary tree of submissions, in heap layout: node i submits 2i+1 and 2i+2. */
+#define TREE_NODES 511
+
+struct tree {
+    jobq_pool *p;
+    atomic_uint runs[TREE_NODES];
+    atomic_int submit_err;
+    size_t idx[TREE_NODES];
+};
+
+/* The nodes' args point into t->idx; one tree per test process (Criterion forks per test). */
+static struct tree *tree_global;
+
+static struct tree *
+tree_of(void *arg)
+{
+    (void)arg;
+    return tree_global;
+}
+
+static int
+tree_run(void *arg)
+{
+    struct tree *t = tree_of(arg);
+    size_t i = *(size_t *)arg, c;
+    jobq_job job = {tree_run, NULL, NULL};
+    int r;
+
+    atomic_fetch_add(&t->runs[i], 1);
+    for (c = 2 * i + 1; c <= 2 * i + 2 && c < TREE_NODES; c++) {
+        job.arg = &t->idx[c];
+        r = jobq_pool_submit(t->p, &job);
+        if (r != 0)
+            atomic_store(&t->submit_err, r);
+    }
+    return 0;
+}
+
+static void
+nested_tree(unsigned threads, size_t capacity)
+{
+    struct tree *t = calloc(1, sizeof(*t));
+    jobq_job job = {tree_run, NULL, NULL};
+    size_t i, bad = 0;
+
+    cr_assert_not_null(t);
+    tree_global = t;
+    for (i = 0; i < TREE_NODES; i++)
+        t->idx[i] = i;
+    t->p = make_pool(threads, capacity);
+    job.arg = &t->idx[0];
+    cr_assert_eq(jobq_pool_submit(t->p, &job), 0);
+    cr_assert_eq(jobq_pool_wait(t->p), 0);
+    for (i = 0; i < TREE_NODES; i++)
+        bad += atomic_load(&t->runs[i]) != 1;
+    cr_expect_eq(bad, 0, "%zu tree nodes did not run exactly once", bad);
+    cr_expect_eq(atomic_load(&t->submit_err), 0);
+    jobq_pool_destroy(t->p);
+    free(t);
+}
+
+Test(pool, nested_tree_capacity_1_one_worker, .timeout = 20)
+{
+    nested_tree(1, 1);
+}
+
+Test(pool, nested_tree_capacity_2_four_workers, .timeout = 20)
+{
+    nested_tree(4, 2);
+}
+
+/* ---- calls a worker must not make ---------------------------------------------------------- */
+
+struct self_call {
+    jobq_pool *p;
+    int wait_r;
+    int shutdown_r;
+    int index;
+    int other_index;
+    jobq_pool *other;
+};
+
+static int
+self_call_run(void *arg)
+{
+    struct self_call *s = arg;
+
+    s->wait_r = jobq_pool_wait(s->p);
+    s->shutdown_r = jobq_pool_shutdown(s->p, JOBQ_DRAIN, NULL);
+    s->index = jobq_pool_worker_index(s->p);
+    s->other_index = jobq_pool_worker_index(s->other);
+    return 0;
+}
+
+Test(pool, wait_and_shutdown_from_worker_refused, .timeout = 20)
+{
+    struct self_call s;
+    jobq_job job = {self_call_run, NULL, NULL};
+
+    memset(&s, 0, sizeof(s));
+    s.p = make_pool(1, 4);
+    s.other = make_pool(1, 4);
+    job.arg = &s;
+    cr_assert_eq(jobq_pool_submit(s.p, &job), 0);
+    cr_assert_eq(jobq_pool_wait(s.p), 0);
+    cr_expect_eq(s.wait_r, JOBQ_EDEADLK);
+    cr_expect_eq(s.shutdown_r, JOBQ_EDEADLK);
+    cr_expect_eq(s.index, 0);
+    cr_expect_eq(s.other_index, -1, "a worker of one pool is not a worker of another");
+    /* Still usable: the refused shutdown did not close it. */
+    cr_assert_eq(jobq_pool_submit(s.p, &job), 0);
+    cr_assert_eq(jobq_pool_wait(s.p), 0);
+    jobq_pool_destroy(s.p);
+    jobq_pool_destroy(s.other);
+}
+
+/* ---- hooks, worker index, names ----------------------------------------------------------- */
+
+#define HOOK_THREADS 6
+
+struct hooks {
+    atomic_uint init[HOOK_THREADS];
+    atomic_uint fini[HOOK_THREADS];
+    atomic_uint bad_index;
+    int fail_index; /* init fails with -77 at this index, or -1 */
+    atomic_uint name_errors;
+    const char *prefix;
+    jobq_pool *pool; /* set after create, read by jobs only */
+};
+
+static _Thread_local int hook_index = -1;
+
+static int
+hook_init(void *arg, unsigned index)
+{
+    struct hooks *h = arg;
+    char name[16], want[32];
+
+    if (index >= HOOK_THREADS) {
+        atomic_fetch_add(&h->bad_index, 1);
+        return 0;
+    }
+    atomic_fetch_add(&h->init[index], 1);
+    hook_index = (int)index;
+    /* The thread is named before its init hook runs. */
+    (void)snprintf(want, sizeof(want), "%s-%u", h->prefix, index);
+    if (pthread_getname_np(pthread_self(), name, sizeof(name)) != 0 || strcmp(name, want) != 0)
+        atomic_fetch_add(&h->name_errors, 1);
+    return (int)index == h->fail_index ? -77 : 0;
+}
+
+static void
+hook_fini(void *arg, unsigned index)
+{
+    struct hooks *h = arg;
+
+    if (index >= HOOK_THREADS || (int)index != hook_index) {
+        atomic_fetch_add(&h->bad_index, 1);
+        return;
+    }
+    atomic_fetch_add(&h->fini[index], 1);
+}
+
+struct index_job {
+    struct hooks *h;
+    atomic_uint *mismatch;
+    atomic_uint *seen; /* per worker index */
+};
+
+static int
+index_run(void *arg)
+{
+    struct index_job *j = arg;
+    int idx = jobq_pool_worker_index(j->h->pool);
+
+    if (idx < 0 || idx >= HOOK_THREADS || idx != hook_index)
+        atomic_fetch_add(j->mismatch, 1);
+    else
+        atomic_fetch_add(&j->seen[idx], 1);
+    return 0;
+}
+
+Test(pool, hooks_once_per_worker_and_worker_index, .timeout = 30)
+{
+    struct hooks h;
+    jobq_pool_options o;
+    jobq_pool *p = NULL;
+    atomic_uint mismatch = 0, seen[HOOK_THREADS];
+    struct index_job ij;
+    jobq_job job = {index_run, NULL, NULL};
+    unsigned i;
+
+    memset(&h, 0, sizeof(h));
+    memset(seen, 0, sizeof(seen));
+    h.fail_index = -1;
+    h.prefix = "jobq";
+    jobq_pool_options_init(&o);
+    o.threads = HOOK_THREADS;
+    o.capacity = 8;
+    o.worker_init = hook_init;
+    o.worker_fini = hook_fini;
+    o.hook_arg = &h;
+    cr_assert_eq(jobq_pool_create(&p, &o), 0);
+    h.pool = p;
+    /* create returns after every init ran. */
+    for (i = 0; i < HOOK_THREADS; i++)
+        cr_expect_eq(atomic_load(&h.init[i]), 1, "init of worker %u ran %u times", i,
+                     atomic_load(&h.init[i]));
+    cr_expect_eq(jobq_pool_worker_index(p), -1, "the main thread is no worker");
+    ij.h = &h;
+    ij.mismatch = &mismatch;
+    ij.seen = seen;
+    job.arg = &ij;
+    for (i = 0; i < 2000; i++)
+        cr_assert_eq(jobq_pool_submit(p, &job), 0);
+    cr_assert_eq(jobq_pool_wait(p), 0);
+    cr_expect_eq(atomic_load(&mismatch), 0, "jobq_pool_worker_index disagrees with the hook");
+    jobq_pool_destroy(p);
+    for (i = 0; i < HOOK_THREADS; i++) {
+        cr_expect_eq(atomic_load(&h.init[i]), 1);
+        cr_expect_eq(atomic_load(&h.fini[i]), 1, "fini of worker %u ran %u times", i,
+                     atomic_load(&h.fini[i]));
+    }
+    cr_expect_eq(atomic_load(&h.bad_index), 0);
+    cr_expect_eq(atomic_load(&h.name_errors), 0, "threads are not named jobq-<i>");
+}
+
+Test(pool, custom_thread_name_prefix, .timeout = 10)
+{
+    struct hooks h;
+    jobq_pool_options o;
+    jobq_pool *p = NULL;
+
+    memset(&h, 0, sizeof(h));
+    h.fail_index = -1;
+    h.prefix = "mywork";
+    jobq_pool_options_init(&o);
+    o.threads = 3;
+    o.worker_init = hook_init;
+    o.hook_arg = &h;
+    o.name = "mywork";
+    cr_assert_eq(jobq_pool_create(&p, &o), 0);
+    jobq_pool_destroy(p);
+    cr_expect_eq(atomic_load(&h.name_errors), 0, "threads are not named mywork-<i>");
+    cr_expect_eq(atomic_load(&h.init[0]) + atomic_load(&h.init[1]) + atomic_load(&h.init[2]), 3);
+}
+
+Test(pool, worker_init_failure_fails_create_and_joins, .timeout = 30)
+{
+    struct hooks h;
+    jobq_pool_options o;
+    jobq_pool *p = (jobq_pool *)(uintptr_t)1;
+    int before = test_thread_count(), after, round;
+
+    for (round = 0; round < 20; round++) {
+        memset(&h, 0, sizeof(h));
+        h.fail_index = round % HOOK_THREADS;
+        h.prefix = "jobq";
+        jobq_pool_options_init(&o);
+        o.threads = HOOK_THREADS;
+        o.worker_init = hook_init;
+        o.worker_fini = hook_fini;
+        o.hook_arg = &h;
+        cr_assert_eq(jobq_pool_create(&p, &o), -77, "round %d", round);
+        cr_assert_eq(p, (jobq_pool *)(uintptr_t)1, "ret_pool written on failure");
+        /* fini never runs on the worker whose init failed. */
+        cr_expect_eq(atomic_load(&h.fini[h.fail_index]), 0);
+    }
+    /* Every started thread was joined: the process is back to its own threads. (Leaks of
+     * memory are LeakSanitizer's to find in the asan build.) */
+    after = test_thread_count();
+    if (before > 0)
+        cr_expect_eq(after, before, "%d threads before, %d after failed creates", before, after);
+}
+
+Test(pool, create_destroy_1000_times, .timeout = 120)
+{
+    jobq_pool *p;
+    struct acct a;
+    jobq_job job = {acct_run, acct_done, NULL};
+    int i, before = test_thread_count(), after;
+    int rounds = (int)test_scaled(1000, 4);
+
+    memset(&a, 0, sizeof(a));
+    job.arg = &a;
+    for (i = 0; i < rounds; i++) {
+        p = make_pool(1 + (unsigned)(i % 4), 1 + (size_t)(i % 8));
+        /* Some get work, some are destroyed idle, some just after a submit. */
+        if (i % 3 != 0)
+            cr_assert_eq(jobq_pool_submit(p, &job), 0);
+        if (i % 3 == 1)
+            cr_assert_eq(jobq_pool_wait(p), 0);
+        jobq_pool_destroy(p);
+    }
+    /* destroy drains: every accepted job ran. */
+    cr_expect_eq(atomic_load(&a.runs), (unsigned)(rounds - (rounds + 2) / 3));
+    cr_expect_eq(atomic_load(&a.done_ok), atomic_load(&a.runs));
+    after = test_thread_count();
+    if (before > 0)
+        cr_expect_eq(after, before, "threads left behind: %d before, %d after", before, after);
+}
+
+Test(pool, default_options, .timeout = 10)
+{
+    jobq_pool_options o;
+    jobq_pool *p = NULL;
+
+    memset(&o, 0xff, sizeof(o));
+    jobq_pool_options_init(&o);
+    cr_expect_eq(o.threads, jobq_cpu_count());
+    cr_expect_eq(o.capacity, 1024);
+    cr_expect_null(o.worker_init);
+    cr_expect_null(o.worker_fini);
+    cr_expect_null(o.hook_arg);
+    cr_expect_str_eq(o.name, "jobq");
+    cr_assert_eq(jobq_pool_create(&p, NULL), 0);
+    cr_expect_eq(jobq_pool_threads(p), jobq_cpu_count());
+    jobq_pool_destroy(p);
+}
+
+/* ---- bad arguments ----------------------------------------------------------------------- */
+
+static int
+nop_run(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+Test(pool, bad_arguments, .timeout = 10)
+{
+    jobq_pool_options o;
+    jobq_pool *p = (jobq_pool *)(uintptr_t)1, *good;
+    jobq_group *g = (jobq_group *)(uintptr_t)1;
+    jobq_job nullrun = {NULL, NULL, NULL}, ok = {nop_run, NULL, NULL}, batch[2];
+    jobq_pool_stats st;
+    size_t n = 99;
+
+    jobq_pool_options_init(&o);
+    cr_expect_eq(jobq_pool_create(NULL, NULL), JOBQ_EINVAL);
+    o.threads = 0;
+    cr_expect_eq(jobq_pool_create(&p, &o), JOBQ_EINVAL);
+    jobq_pool_options_init(&o);
+    o.capacity = 0;
+    cr_expect_eq(jobq_pool_create(&p, &o), JOBQ_EINVAL);
+    cr_expect_eq(p, (jobq_pool *)(uintptr_t)1, "ret_pool written on failure");
+
+    cr_expect_eq(jobq_pool_submit(NULL, &ok), JOBQ_EINVAL);
+    cr_expect_eq(jobq_pool_try_submit(NULL, &ok), JOBQ_EINVAL);
+    cr_expect_eq(jobq_pool_timed_submit(NULL, &ok, 1), JOBQ_EINVAL);
+    cr_expect_eq(jobq_pool_submit_batch(NULL, &ok, 1, NULL), JOBQ_EINVAL);
+    cr_expect_eq(jobq_pool_wait(NULL), JOBQ_EINVAL);
+    cr_expect_eq(jobq_pool_shutdown(NULL, JOBQ_DRAIN, NULL), JOBQ_EINVAL);
+    cr_expect_eq(jobq_pool_get_stats(NULL, &st, NULL, 0), JOBQ_EINVAL);
+    cr_expect_eq(jobq_pool_worker_index(NULL), -1);
+    cr_expect_eq(jobq_group_create(&g, NULL), JOBQ_EINVAL);
+    cr_expect_eq(g, (jobq_group *)(uintptr_t)1);
+    cr_expect_eq(jobq_group_submit(NULL, &ok), JOBQ_EINVAL);
+    cr_expect_eq(jobq_group_wait(NULL), JOBQ_EINVAL);
+    jobq_pool_destroy(NULL);
+    jobq_group_destroy(NULL);
+
+    good = make_pool(1, 2);
+    cr_expect_eq(jobq_pool_submit(good, NULL), JOBQ_EINVAL);
+    cr_expect_eq(jobq_pool_submit(good, &nullrun), JOBQ_EINVAL);
+    cr_expect_eq(jobq_pool_try_submit(good, NULL), JOBQ_EINVAL);
+    cr_expect_eq(jobq_pool_try_submit(good, &nullrun), JOBQ_EINVAL);
+    cr_expect_eq(jobq_pool_timed_submit(good, NULL, 1), JOBQ_EINVAL);
+    cr_expect_eq(jobq_pool_timed_submit(good, &nullrun, 1), JOBQ_EINVAL);
+    batch[0] = ok;
+    batch[1] = nullrun;
+    cr_expect_eq(jobq_pool_submit_batch(good, batch, 2, &n), JOBQ_EINVAL);
+    cr_expect_eq(jobq_pool_submit_batch(good, NULL, 1, &n), JOBQ_EINVAL);
+    cr_expect_eq(jobq_pool_shutdown(good, (jobq_shutdown_mode)42, NULL), JOBQ_EINVAL);
+    cr_expect_eq(jobq_pool_get_stats(good, NULL, NULL, 0), JOBQ_EINVAL);
+    cr_expect_eq(jobq_group_create(NULL, good), JOBQ_EINVAL);
+    cr_expect_eq(jobq_pool_parallel_for(good, 0, 10, 1, NULL, NULL), JOBQ_EINVAL);
+    cr_expect_eq(jobq_pool_parallel_for(NULL, 0, 10, 1, (jobq_range_fn)NULL, NULL), JOBQ_EINVAL);
+    cr_expect_eq(jobq_pool_map(good, NULL, 4, NULL, 4, 3, NULL, NULL), JOBQ_EINVAL);
+    /* None of the refused calls queued anything. */
+    cr_expect_eq(jobq_pool_wait(good), 0);
+    cr_assert_eq(jobq_pool_get_stats(good, &st, NULL, 0), 0);
+    cr_expect_eq(st.submitted, 0);
+    jobq_pool_destroy(good);
+}
+
+/* ---- statistics -------------------------------------------------------------------------- */
+
+struct stats_reader {
+    jobq_pool *p;
+    atomic_int stop;
+    int regressions;
+    int errors;
+    unsigned long reads;
+};
+
+/* Each counter is a sum of monotonic atomics read in order: successive reads never go down. */
+static void *
+stats_reader_thread(void *arg)
+{
+    struct stats_reader *r = arg;
+    jobq_pool_stats prev, cur;
+    uint64_t busy[4];
+
+    memset(&prev, 0, sizeof(prev));
+    while (!atomic_load(&r->stop)) {
+        if (jobq_pool_get_stats(r->p, &cur, busy, 4) != 0) {
+            r->errors++;
+            break;
+        }
+        if (cur.completed < prev.completed || cur.submitted < prev.submitted ||
+            cur.producer_blocks < prev.producer_blocks ||
+            cur.queue_high_water < prev.queue_high_water || cur.queue_high_water > 8)
+            r->regressions++;
+        prev = cur;
+        r->reads++;
+    }
+    return NULL;
+}
+
+static int
+busy_run(void *arg)
+{
+    volatile unsigned x = 0;
+
+    (void)arg;
+    for (unsigned i = 0; i < 2000; i++)
+        x += i;
+    return 0;
+}
+
+Test(pool, stats_while_running, .timeout = 60)
+{
+    struct stats_reader r;
+    jobq_job job = {busy_run, NULL, NULL};
+    jobq_pool_stats st;
+    uint64_t busy[4] = {0, 0, 0, 0}, busy_sum = 0;
+    pthread_t t;
+    size_t i, n = test_scaled(50000, 10);
+
+    memset(&r, 0, sizeof(r));
+    r.p = make_pool(4, 8);
+    cr_assert_eq(pthread_create(&t, NULL, stats_reader_thread, &r), 0);
+    for (i = 0; i < n; i++)
+        cr_assert_eq(jobq_pool_submit(r.p, &job), 0);
+    cr_assert_eq(jobq_pool_wait(r.p), 0);
+    atomic_store(&r.stop, 1);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_expect_eq(r.errors, 0);
+    cr_expect_eq(r.regressions, 0, "a counter went backwards (or high water > capacity)");
+    cr_expect_gt(r.reads, 0);
+    cr_assert_eq(jobq_pool_get_stats(r.p, &st, busy, 4), 0);
+    cr_expect_eq(st.submitted, n);
+    cr_expect_eq(st.completed, n);
+    cr_expect_gt(st.queue_high_water, 0);
+    cr_expect_leq(st.queue_high_water, 8);
+    cr_expect_eq(st.threads, 4);
+    for (i = 0; i < 4; i++)
+        busy_sum += busy[i];
+    cr_expect_gt(busy_sum, 0, "workers ran %zu jobs in 0 ns", n);
+    jobq_pool_destroy(r.p);
+}
+
+static int
+fail_run(void *arg)
+{
+    return (int)(intptr_t)arg;
+}
+
+Test(pool, failed_jobs_counted, .timeout = 10)
+{
+    jobq_pool *p = make_pool(2, 4);
+    jobq_pool_stats st;
+    jobq_job job = {fail_run, NULL, NULL};
+    int i, r;
+
+    for (i = 0; i < 30; i++) {
+        job.arg = (void *)(intptr_t)(i % 3 == 0 ? -5 : 0);
+        cr_assert_eq(jobq_pool_submit(p, &job), 0);
+    }
+    r = jobq_pool_wait(p);
+    cr_expect_eq(r, -5);
+    cr_assert_eq(jobq_pool_get_stats(p, &st, NULL, 0), 0);
+    cr_expect_eq(st.failed, 10);
+    cr_expect_eq(st.completed, 30);
+    jobq_pool_destroy(p);
+}
+
+/* ---- progress ---------------------------------------------------------------------------- */
+
+/*
+ * A job that waits for a job queued after it must not deadlock while another worker is idle:
+ * this is what pipelines on one pool (a consumer job popping a jobq_queue that a producer job
+ * fills) rely on. Job 0 waits (bounded, 10 s) for jobs 1..7 to finish; with two workers the
+ * second one is free to run them.
+ */
+struct dependent {
+    atomic_uint finished;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+};
+
+static int
+waits_for_others(void *arg)
+{
+    struct dependent *d = arg;
+    struct timespec ts;
+    int r = 0;
+
+    (void)clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 10;
+    (void)pthread_mutex_lock(&d->lock);
+    while (atomic_load(&d->finished) < 7 && r == 0)
+        r = pthread_cond_timedwait(&d->cond, &d->lock, &ts);
+    (void)pthread_mutex_unlock(&d->lock);
+    return atomic_load(&d->finished) < 7 ? JOBQ_ETIMEDOUT : 0;
+}
+
+static int
+signals_one(void *arg)
+{
+    struct dependent *d = arg;
+
+    (void)pthread_mutex_lock(&d->lock);
+    atomic_fetch_add(&d->finished, 1);
+    (void)pthread_cond_broadcast(&d->cond);
+    (void)pthread_mutex_unlock(&d->lock);
+    return 0;
+}
+
+Test(pool, blocked_job_does_not_hold_later_jobs_hostage, .timeout = 30,
+     .description = "a job waiting for later jobs completes while another worker is idle")
+{
+    jobq_pool *p = make_pool(2, 64);
+    struct dependent d;
+    jobq_job first = {waits_for_others, NULL, NULL}, rest = {signals_one, NULL, NULL};
+    jobq_job batch[8];
+    int i;
+
+    memset(&d, 0, sizeof(d));
+    (void)pthread_mutex_init(&d.lock, NULL);
+    (void)pthread_cond_init(&d.cond, NULL);
+    first.arg = &d;
+    rest.arg = &d;
+    batch[0] = first;
+    for (i = 1; i < 8; i++)
+        batch[i] = rest;
+    /* Queued in one go, as a producer that outruns the workers would. */
+    cr_assert_eq(jobq_pool_submit_batch(p, batch, 8, NULL), 0);
+    cr_expect_eq(jobq_pool_wait(p), 0, "job 0 timed out: later jobs were stuck behind it");
+    cr_expect_eq(atomic_load(&d.finished), 7);
+    jobq_pool_destroy(p);
+    (void)pthread_cond_destroy(&d.cond);
+    (void)pthread_mutex_destroy(&d.lock);
+}

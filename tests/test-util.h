@@ -1,0 +1,127 @@
+/*
+ * test-util.h - small helpers shared by the core tests (header-only, static functions).
+ *
+ * Why a gate and not sleeps: tests must not depend on timing, so a job that has to stay busy
+ * "while something else happens" blocks on a gate the test opens once it has checked what it
+ * wanted; a bug then shows as a Criterion timeout, never as a flaky pass.
+ */
+#ifndef JOBQ_TEST_UTIL_H
+#define JOBQ_TEST_UTIL_H
+
+#include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <time.h>
+
+/* Sanitized builds run the same tests with smaller counts so the suite stays fast. */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define JOBQ_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define JOBQ_TEST_SANITIZED 1
+#endif
+#endif
+#ifndef JOBQ_TEST_SANITIZED
+#define JOBQ_TEST_SANITIZED 0
+#endif
+
+/* n in a plain build, n / div under a sanitizer (at least 1). */
+static inline size_t
+test_scaled(size_t n, size_t div)
+{
+    if (!JOBQ_TEST_SANITIZED)
+        return n;
+    return n / div > 0 ? n / div : 1;
+}
+
+/* A one-shot gate: waiters block until it is opened. */
+struct test_gate {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int open;
+    unsigned arrived; /* threads that reached test_gate_wait */
+};
+
+static inline void
+test_gate_init(struct test_gate *g)
+{
+    (void)pthread_mutex_init(&g->lock, NULL);
+    (void)pthread_cond_init(&g->cond, NULL);
+    g->open = 0;
+    g->arrived = 0;
+}
+
+static inline void
+test_gate_fini(struct test_gate *g)
+{
+    (void)pthread_cond_destroy(&g->cond);
+    (void)pthread_mutex_destroy(&g->lock);
+}
+
+static inline void
+test_gate_wait(struct test_gate *g)
+{
+    (void)pthread_mutex_lock(&g->lock);
+    g->arrived++;
+    (void)pthread_cond_broadcast(&g->cond);
+    while (!g->open)
+        (void)pthread_cond_wait(&g->cond, &g->lock);
+    (void)pthread_mutex_unlock(&g->lock);
+}
+
+static inline void
+test_gate_open(struct test_gate *g)
+{
+    (void)pthread_mutex_lock(&g->lock);
+    g->open = 1;
+    (void)pthread_cond_broadcast(&g->cond);
+    (void)pthread_mutex_unlock(&g->lock);
+}
+
+/* Block until n threads are waiting at the gate. */
+static inline void
+test_gate_await_arrivals(struct test_gate *g, unsigned n)
+{
+    (void)pthread_mutex_lock(&g->lock);
+    while (g->arrived < n)
+        (void)pthread_cond_wait(&g->cond, &g->lock);
+    (void)pthread_mutex_unlock(&g->lock);
+}
+
+static inline void
+test_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+static inline unsigned long long
+test_now_ns(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+}
+
+/* Threads of this process now (entries of /proc/self/task), or -1 when unknown. */
+static inline int
+test_thread_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    int n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    (void)closedir(d);
+    return n;
+}
+
+#endif /* JOBQ_TEST_UTIL_H */
