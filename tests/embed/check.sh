@@ -14,7 +14,7 @@ cp "$embed/meson.build" "$tmp/proj/"
 cp "$src/examples/embed.c" "$tmp/proj/"
 # The tree without build directories: meson refuses a source dir that holds a build dir.
 mkdir "$tmp/proj/subprojects/jobq"
-for f in meson.build meson_options.txt include src examples tests subprojects bench; do
+for f in meson.build meson_options.txt include src examples tests subprojects; do
     [ -e "$src/$f" ] && cp -R "$src/$f" "$tmp/proj/subprojects/jobq/"
 done
 # Sanitizer settings of the calling build must not leak into this plain build.
