@@ -52,6 +52,7 @@ typedef struct walk_entry {
     struct walk_entry *next;
     char *path;
     walk_dir *parent; /* NULL for command-line paths */
+    int is_file;      /* scandir said "regular file" and links are not followed: no stat */
 } walk_entry;
 
 typedef struct engine engine;
@@ -102,6 +103,7 @@ struct engine {
     /* progress (loop thread, except live_bytes which workers add to) */
     _Atomic uint64_t live_bytes;
     uint64_t files_found, bytes_found, files_done;
+    int sizes_unknown; /* some files were queued from their dirent type alone */
     uint64_t t_start, t_last;
     int tty, progress_shown;
 };
@@ -187,8 +189,12 @@ progress_tick(engine *eng, int force)
     fprintf(stderr, "\r%llu/%llu%s files, %.1f MB, %.1f MB/s", (unsigned long long)eng->files_done,
             (unsigned long long)eng->files_found, walking ? "+" : "", (double)bytes / 1e6,
             rate / 1e6);
-    if (!walking && rate > 0 && eng->bytes_found >= bytes) {
+    if (!walking && !eng->sizes_unknown && rate > 0 && eng->bytes_found >= bytes) {
         eta = (double)(eng->bytes_found - bytes) / rate;
+        fprintf(stderr, ", ETA %.0f s", eta);
+    } else if (!walking && eng->files_done > 0) {
+        /* Sizes unknown (files queued from dirent types): estimate by file count. */
+        eta = secs * (double)(eng->files_found - eng->files_done) / (double)eng->files_done;
         fprintf(stderr, ", ETA %.0f s", eta);
     }
     fputs("\033[K", stderr);
@@ -457,7 +463,7 @@ entry_free(walk_entry *e)
 }
 
 static int
-push_entry(engine *eng, char *path, walk_dir *parent)
+push_entry(engine *eng, char *path, walk_dir *parent, int is_file)
 {
     walk_entry *e = malloc(sizeof *e);
 
@@ -467,6 +473,7 @@ push_entry(engine *eng, char *path, walk_dir *parent)
     }
     e->path = path;
     e->parent = parent;
+    e->is_file = is_file;
     if (parent != NULL)
         parent->refs++;
     e->next = eng->pending;
@@ -496,7 +503,27 @@ fs_error(int uverr)
     return uv_strerror(uverr);
 }
 
+static const char *
+dirent_skip_msg(uv_dirent_type_t type)
+{
+    switch (type) {
+    case UV_DIRENT_LINK:
+        return "symbolic link, not followed (--follow follows links)";
+    case UV_DIRENT_FIFO:
+        return "a FIFO, skipped (only regular files are read)";
+    case UV_DIRENT_SOCKET:
+        return "a socket, skipped (only regular files are read)";
+    case UV_DIRENT_CHAR:
+        return "a character device, skipped (only regular files are read)";
+    case UV_DIRENT_BLOCK:
+        return "a block device, skipped (only regular files are read)";
+    default:
+        return "not a regular file, skipped";
+    }
+}
+
 static void start_scandir(engine *eng, walk_dir *dir);
+static void add_ready(engine *eng, const walk_entry *e, const uv_stat_t *st);
 
 static void
 on_scandir_done(engine *eng, walk_dir *dir, uv_fs_t *req)
@@ -519,7 +546,19 @@ on_scandir_done(engine *eng, walk_dir *dir, uv_fs_t *req)
         if (excluded)
             continue;
         path = lt_strdupf("%s%s%s", dir->path, sep ? "/" : "", ent.name);
-        if (path == NULL || push_entry(eng, path, dir) != 0) {
+        /* Without --follow the dirent type is enough for everything but directories (whose
+         * device+inode the cycle check needs): no lstat round trip per file. A file swapped
+         * for something else later is caught by O_NOFOLLOW | O_NONBLOCK and fstat at open. */
+        if (!eng->cfg->follow && ent.type != UV_DIRENT_FILE && ent.type != UV_DIRENT_DIR &&
+            ent.type != UV_DIRENT_UNKNOWN) {
+            eng->rep->skipped++;
+            if (path != NULL)
+                note(eng, path, dirent_skip_msg(ent.type));
+            free(path);
+            continue;
+        }
+        if (path == NULL ||
+            push_entry(eng, path, dir, !eng->cfg->follow && ent.type == UV_DIRENT_FILE) != 0) {
             add_error(eng, dir->path, "out of memory");
             break;
         }
@@ -531,7 +570,6 @@ on_stat_done(engine *eng, walk_entry *e, uv_fs_t *req)
 {
     const uv_stat_t *st = &req->statbuf;
     walk_dir *d, *a;
-    lt_file *f;
     char *msg;
     mode_t m;
 
@@ -579,20 +617,32 @@ on_stat_done(engine *eng, walk_entry *e, uv_fs_t *req)
         free(msg);
         return;
     }
-    f = calloc(1, sizeof *f);
+    add_ready(eng, e, st);
+}
+
+/* Queue the regular file e for counting; st is NULL when only the dirent type is known. */
+static void
+add_ready(engine *eng, const walk_entry *e, const uv_stat_t *st)
+{
+    lt_file *f = calloc(1, sizeof *f);
+
     if (f == NULL || (f->path = strdup(e->path)) == NULL) {
         free(f);
         add_error(eng, e->path, "out of memory");
         return;
     }
-    f->dev = st->st_dev;
-    f->ino = st->st_ino;
-    f->size = st->st_size;
-    /* Inside a directory without --follow the entry was lstat'ed as a regular file: refuse a
+    if (st != NULL) {
+        f->dev = st->st_dev;
+        f->ino = st->st_ino;
+        f->size = st->st_size;
+        eng->bytes_found += f->size;
+    } else {
+        eng->sizes_unknown = 1;
+    }
+    /* Inside a directory without --follow the entry is a regular file, not a link: refuse a
      * symlink swapped in before the open. Command-line paths and --follow follow links. */
     f->nofollow = e->parent != NULL && !eng->cfg->follow;
     eng->files_found++;
-    eng->bytes_found += f->size;
     if (eng->ready_tail != NULL)
         eng->ready_tail->next = f;
     else
@@ -742,7 +792,12 @@ pump(engine *eng)
             (eng->sync || eng->fs_inflight < FS_MAX_INFLIGHT)) {
             e = eng->pending;
             eng->pending = e->next;
-            start_stat(eng, e);
+            if (e->is_file) {
+                add_ready(eng, e, NULL);
+                entry_free(e);
+            } else {
+                start_stat(eng, e);
+            }
             continue;
         }
         if (!moved && !eng->pump_again)
@@ -956,7 +1011,7 @@ lt_run(const lt_config *cfg, lt_report *rep)
      * messages; the output is sorted). */
     for (i = cfg->n_paths; err == 0 && i-- > 0;) {
         path = strdup(cfg->paths[i]);
-        if (path == NULL || push_entry(eng, path, NULL) != 0)
+        if (path == NULL || push_entry(eng, path, NULL, 0) != 0)
             err = JOBQ_ENOMEM;
     }
     if (err == 0) {

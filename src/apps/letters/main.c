@@ -57,14 +57,16 @@ usage(FILE *out)
           "and the run takes over half a second. UTF-16 files (byte-order mark) are reported as\n"
           "unsupported.\n"
           "\n"
-          "JSON: {\"files\": N, \"bytes\": B, \"total\": T, \"letters\": {\"а\": n, ...}, \"errors\":\n"
-          "[{\"path\": P, \"error\": E}]} (+ \"per_file\": [{\"path\", \"encoding\", \"bytes\",\n"
-          "\"total\", \"letters\"}] with --per-file), errors and files sorted by path. Paths that\n"
-          "are not valid UTF-8 are escaped: an invalid byte decodes to the 4 characters \\xNN and\n"
-          "a backslash to \\\\, so the JSON stays valid UTF-8 and the original is recoverable.\n"
+          "JSON: {\"files\": N, \"bytes\": B, \"total\": T, \"letters\": {\"а\": n, ...},\n"
+          "\"errors\": [{\"path\": P, \"error\": E}]} (+ \"per_file\": [{\"path\",\n"
+          "\"encoding\", \"bytes\", \"total\", \"letters\"}] with --per-file), errors and\n"
+          "files sorted by path. Paths that are not valid UTF-8 are escaped: an invalid byte\n"
+          "decodes to the 4 characters \\xNN and a backslash to \\\\, so the JSON stays valid\n"
+          "UTF-8 and the original is recoverable.\n"
           "\n"
-          "Exit status: 0 every input was read; 1 some inputs failed (each named on stderr with\n"
-          "the reason; the rest is counted and printed); 2 usage error, or nothing could be read.\n",
+          "Exit status: 0 every input was read; 1 some inputs failed (each named on stderr\n"
+          "with the reason; the rest is counted and printed); 2 usage error, or nothing could\n"
+          "be read.\n",
           out);
 }
 

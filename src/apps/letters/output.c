@@ -163,7 +163,9 @@ print_json(FILE *out, const lt_config *cfg, const lt_report *rep)
             r = &rep->records[i];
             fputs(i ? ", {\"path\": \"" : "{\"path\": \"", out);
             lt_fputs_json(out, r->path);
-            fprintf(out, "\", \"encoding\": \"%s\", \"bytes\": %llu, \"total\": %llu, \"letters\": ",
+            fprintf(out,
+                    "\", \"encoding\": \"%s\", \"bytes\": %llu, \"total\": %llu, "
+                    "\"letters\": ",
                     enc_label(r->enc), (unsigned long long)r->bytes,
                     (unsigned long long)jobq_letters_total(&r->counts));
             json_letters(out, cfg, &r->counts);
