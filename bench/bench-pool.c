@@ -29,7 +29,10 @@
  * that exactly `tasks` tasks ran (per-thread counters, no shared cache line per task).
  *
  * efficiency = tasks_per_s / (threads * 1e9 / task_ns); ratio_vs_glib = tasks_per_s / GLib's
- * tasks_per_s for the same workload (> 1: faster than GLib).
+ * tasks_per_s for the same workload (> 1: faster than GLib). ctx_switches_per_task (medians of
+ * getrusage(RUSAGE_SELF) deltas over the timed region, all threads) is split into voluntary
+ * (someone blocked: parking, waiting for space or for completion) and involuntary (pre-empted:
+ * more runnable threads than cores, or neighbours on the machine) in the last two columns.
  *
  * Usage: bench-pool [-j N] [--reps R] [--quick] [--tasks N] [--workloads empty,1us,100us]
  *                   [--systems jobq-submit,glib,...]
@@ -205,7 +208,7 @@ measure_task_ns(const struct task_ctx *c)
 
 struct sample {
     double wall_s;
-    long ctx;
+    struct bench_cs cs;
 };
 
 static int
@@ -241,7 +244,7 @@ run_jobq(enum sys s, unsigned threads, uint64_t n, struct task_ctx *ctx, struct 
     jobq_job noop = { noop_run, NULL, NULL };
     jobq_job batch[BATCH];
     uint64_t i, t0, t1;
-    long c0, c1;
+    struct bench_cs c0, c1;
     int r;
 
     jobq_pool_options_init(&o);
@@ -260,7 +263,7 @@ run_jobq(enum sys s, unsigned threads, uint64_t n, struct task_ctx *ctx, struct 
         batch[i] = job;
 
     counters_reset();
-    c0 = bench_ctx_switches();
+    c0 = bench_cs_now();
     t0 = bench_now_ns();
     switch (s) {
     case S_JOBQ_SUBMIT:
@@ -279,14 +282,14 @@ run_jobq(enum sys s, unsigned threads, uint64_t n, struct task_ctx *ctx, struct 
     if (r == 0)
         r = jobq_pool_wait(pool);
     t1 = bench_now_ns();
-    c1 = bench_ctx_switches();
+    c1 = bench_cs_now();
     jobq_pool_destroy(pool);
     if (r != 0) {
         fprintf(stderr, "bench-pool: %s: %s\n", sys_names[s], jobq_strerror(r));
         return -1;
     }
     out->wall_s = (double)(t1 - t0) * 1e-9;
-    out->ctx = c1 - c0;
+    out->cs = bench_cs_sub(c1, c0);
     return 0;
 }
 
@@ -304,7 +307,7 @@ run_glib(unsigned threads, uint64_t n, struct task_ctx *ctx, struct sample *out)
     GError *err = NULL;
     GThreadPool *pool = g_thread_pool_new(glib_task, ctx, (gint)threads, TRUE, &err);
     uint64_t i, t0, t1;
-    long c0, c1;
+    struct bench_cs c0, c1;
 
     if (pool == NULL) {
         fprintf(stderr, "bench-pool: g_thread_pool_new: %s\n", err ? err->message : "failed");
@@ -312,7 +315,7 @@ run_glib(unsigned threads, uint64_t n, struct task_ctx *ctx, struct sample *out)
         return -1;
     }
     counters_reset();
-    c0 = bench_ctx_switches();
+    c0 = bench_cs_now();
     t0 = bench_now_ns();
     for (i = 0; i < n; i++) {
         /* data must not be NULL; the task ignores it */
@@ -325,9 +328,9 @@ run_glib(unsigned threads, uint64_t n, struct task_ctx *ctx, struct sample *out)
     }
     g_thread_pool_free(pool, FALSE, TRUE);
     t1 = bench_now_ns();
-    c1 = bench_ctx_switches();
+    c1 = bench_cs_now();
     out->wall_s = (double)(t1 - t0) * 1e-9;
-    out->ctx = c1 - c0;
+    out->cs = bench_cs_sub(c1, c0);
     return 0;
 }
 #endif
@@ -372,7 +375,7 @@ run_uv(uint64_t n, struct task_ctx *ctx, struct sample *out)
     uv_work_t *reqs;
     struct uv_state st = { n, 0, ctx, 0 };
     uint64_t i, window = n < UV_WINDOW ? n : UV_WINDOW, t0 = 0, t1;
-    long c0 = 0, c1;
+    struct bench_cs c0 = { 0, 0 }, c1;
     int r;
 
     reqs = calloc(window ? window : 1, sizeof(*reqs));
@@ -383,7 +386,7 @@ run_uv(uint64_t n, struct task_ctx *ctx, struct sample *out)
     }
     if (ctx != NULL) {
         counters_reset();
-        c0 = bench_ctx_switches();
+        c0 = bench_cs_now();
         t0 = bench_now_ns();
     }
     for (i = 0; i < window && st.err == 0; i++) {
@@ -395,7 +398,7 @@ run_uv(uint64_t n, struct task_ctx *ctx, struct sample *out)
     }
     r = uv_run(&loop, UV_RUN_DEFAULT);
     t1 = bench_now_ns();
-    c1 = bench_ctx_switches();
+    c1 = bench_cs_now();
     (void)uv_loop_close(&loop);
     free(reqs);
     if (st.err != 0) {
@@ -404,7 +407,7 @@ run_uv(uint64_t n, struct task_ctx *ctx, struct sample *out)
     }
     if (out != NULL) {
         out->wall_s = (double)(t1 - t0) * 1e-9;
-        out->ctx = c1 - c0;
+        out->cs = bench_cs_sub(c1, c0);
     }
     return 0;
 }
@@ -415,10 +418,10 @@ static int
 run_omp(enum sys s, unsigned threads, uint64_t n, struct task_ctx *ctx, struct sample *out)
 {
     uint64_t t0, t1;
-    long c0, c1;
+    struct bench_cs c0, c1;
 
     counters_reset();
-    c0 = bench_ctx_switches();
+    c0 = bench_cs_now();
     t0 = bench_now_ns();
     if (s == S_OMP_TASK) {
 #pragma omp parallel num_threads(threads)
@@ -439,9 +442,9 @@ run_omp(enum sys s, unsigned threads, uint64_t n, struct task_ctx *ctx, struct s
             run_task(ctx);
     }
     t1 = bench_now_ns();
-    c1 = bench_ctx_switches();
+    c1 = bench_cs_now();
     out->wall_s = (double)(t1 - t0) * 1e-9;
-    out->ctx = c1 - c0;
+    out->cs = bench_cs_sub(c1, c0);
     return 0;
 }
 #endif
@@ -517,7 +520,7 @@ struct row {
     uint64_t tasks;
     double task_ns;
     struct bench_summary wall;
-    double tasks_per_s, efficiency, ctx_per_task, ratio_glib;
+    double tasks_per_s, efficiency, ctx_per_task, vol_per_task, invol_per_task, ratio_glib;
 };
 
 static void
@@ -574,9 +577,8 @@ print_row(enum sys s, enum wl w, unsigned threads, const struct row *r)
            threads, (unsigned long long)r->tasks, r->task_ns, r->wall.median, r->wall.min,
            r->wall.max, r->tasks_per_s, r->efficiency, r->ctx_per_task);
     if (r->ratio_glib > 0)
-        printf("%.3f\n", r->ratio_glib);
-    else
-        printf("\n");
+        printf("%.3f", r->ratio_glib);
+    printf(",%.4f,%.4f\n", r->vol_per_task, r->invol_per_task);
 }
 
 static void
@@ -757,19 +759,23 @@ main(int argc, char **argv)
     for (w = 0; w < W_COUNT; w++)
         for (s = 0; s < S_COUNT; s++) {
             struct row *r = &rows[s][w];
-            double walls[MAX_REPS], ctxs[MAX_REPS];
+            double walls[MAX_REPS], ctxs[MAX_REPS], vols[MAX_REPS], invols[MAX_REPS];
 
             if (!want_wl[w] || !want_sys[s] || r->valid < 0)
                 continue;
             for (rep = 0; rep < reps; rep++) {
                 walls[rep] = samples[s][w][rep].wall_s;
-                ctxs[rep] = (double)samples[s][w][rep].ctx;
+                vols[rep] = (double)samples[s][w][rep].cs.vol;
+                invols[rep] = (double)samples[s][w][rep].cs.invol;
+                ctxs[rep] = vols[rep] + invols[rep];
             }
             r->valid = 1;
             r->wall = bench_summarize(walls, reps);
             r->tasks_per_s = r->wall.median > 0 ? (double)r->tasks / r->wall.median : 0;
             r->efficiency = r->tasks_per_s / ((double)threads * 1e9 / r->task_ns);
             r->ctx_per_task = bench_summarize(ctxs, reps).median / (double)r->tasks;
+            r->vol_per_task = bench_summarize(vols, reps).median / (double)r->tasks;
+            r->invol_per_task = bench_summarize(invols, reps).median / (double)r->tasks;
         }
     for (w = 0; w < W_COUNT; w++)
         for (s = 0; s < S_COUNT; s++)
@@ -778,7 +784,8 @@ main(int argc, char **argv)
                 rows[s][w].ratio_glib = rows[s][w].tasks_per_s / rows[S_GLIB][w].tasks_per_s;
 
     printf("system,workload,threads,tasks,task_ns,wall_s_median,wall_s_min,wall_s_max,"
-           "tasks_per_s,efficiency,ctx_switches_per_task,ratio_vs_glib\n");
+           "tasks_per_s,efficiency,ctx_switches_per_task,ratio_vs_glib,voluntary_cs_per_task,"
+           "involuntary_cs_per_task\n");
     for (w = 0; w < W_COUNT; w++)
         for (s = 0; s < S_COUNT; s++)
             if (rows[s][w].valid > 0)

@@ -79,6 +79,33 @@ bench_ctx_switches(void)
     return ru.ru_nvcsw + ru.ru_nivcsw;
 }
 
+/* The same, split: voluntary (the process blocked: parking, waiting) and involuntary (it was
+ * pre-empted: oversubscription or neighbours). */
+struct bench_cs {
+    long vol, invol;
+};
+
+static inline struct bench_cs
+bench_cs_now(void)
+{
+    struct bench_cs c = { 0, 0 };
+    struct rusage ru;
+
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        c.vol = ru.ru_nvcsw;
+        c.invol = ru.ru_nivcsw;
+    }
+    return c;
+}
+
+static inline struct bench_cs
+bench_cs_sub(struct bench_cs after, struct bench_cs before)
+{
+    struct bench_cs d = { after.vol - before.vol, after.invol - before.invol };
+
+    return d;
+}
+
 static inline int
 bench_cmp_double(const void *a, const void *b)
 {
