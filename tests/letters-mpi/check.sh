@@ -26,8 +26,10 @@ py=/usr/bin/python3
 
 mpiargs=(--oversubscribe)
 [ "$(id -u)" -eq 0 ] && mpiargs+=(--allow-run-as-root)
-# Keep Open MPI to shared memory on one host: no network probing, no warnings on stderr.
-mpiargs+=(--mca btl self,vader --mca btl_vader_single_copy_mechanism none)
+# Keep Open MPI to shared memory on one host: no network probing, no warnings on stderr, and
+# no UCX start-up (slow here).
+mpiargs+=(--mca btl self,vader --mca btl_vader_single_copy_mechanism none --mca pml ob1
+    --mca osc ^ucx)
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/jobq-letters-mpi.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
