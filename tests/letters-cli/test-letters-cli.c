@@ -50,7 +50,7 @@ xstrdupf(const char *fmt, ...)
     va_end(ap);
     cr_assert(n >= 0);
     s = malloc((size_t)n + 1);
-    cr_assert_not_null(s);
+    cr_assert(s != NULL);
     va_start(ap, fmt);
     (void)vsnprintf(s, (size_t)n + 1, fmt, ap);
     va_end(ap);
@@ -62,7 +62,7 @@ write_file(const char *path, const void *data, size_t len)
 {
     FILE *f = fopen(path, "wb");
 
-    cr_assert_not_null(f, "cannot create %s: %s", path, strerror(errno));
+    cr_assert(f != NULL, "cannot create %s: %s", path, strerror(errno));
     cr_assert_eq(fwrite(data, 1, len, f), len);
     cr_assert_eq(fclose(f), 0);
 }
@@ -74,12 +74,12 @@ read_file(const char *path, size_t *ret_len)
     char *buf = NULL;
     size_t len = 0, cap = 0, n;
 
-    cr_assert_not_null(f, "cannot open %s: %s", path, strerror(errno));
+    cr_assert(f != NULL, "cannot open %s: %s", path, strerror(errno));
     for (;;) {
         if (cap - len < 65536) {
             cap = cap ? 2 * cap : 65536;
             buf = realloc(buf, cap + 1);
-            cr_assert_not_null(buf);
+            cr_assert(buf != NULL);
         }
         n = fread(buf + len, 1, cap - len, f);
         len += n;
@@ -108,8 +108,8 @@ make_tmpdir(void)
 {
     char *dir = strdup("/tmp/jobq-letters-cli-XXXXXX");
 
-    cr_assert_not_null(dir);
-    cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+    cr_assert(dir != NULL);
+    cr_assert(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
     return dir;
 }
 
@@ -129,7 +129,7 @@ convert(const char *text, const char *to, size_t *ret_len)
     char *out = malloc(outcap), *in = (char *)text, *op = out;
 
     cr_assert_neq(cd, (iconv_t)-1, "iconv_open(%s): %s", to, strerror(errno));
-    cr_assert_not_null(out);
+    cr_assert(out != NULL);
     cr_assert_neq(iconv(cd, &in, &inleft, &op, &outleft), (size_t)-1, "iconv to %s: %s", to,
                   strerror(errno));
     (void)iconv_close(cd);
@@ -154,7 +154,7 @@ exe(void)
 {
     const char *p = getenv("JOBQ_LETTERS");
 
-    cr_assert_not_null(p, "JOBQ_LETTERS (path of jobq-letters) is not set; run through meson");
+    cr_assert(p != NULL, "JOBQ_LETTERS (path of jobq-letters) is not set; run through meson");
     return p;
 }
 
@@ -181,7 +181,7 @@ cli_spawn(cli *c, const char *const *args, const char *extra_env)
     while (environ[ne] != NULL)
         ne++;
     envp = calloc(ne + 2, sizeof *envp);
-    cr_assert_not_null(envp);
+    cr_assert(envp != NULL);
     memcpy(envp, environ, ne * sizeof *envp);
     if (extra_env != NULL)
         envp[ne++] = (char *)extra_env;
@@ -310,13 +310,13 @@ parse_string(jp *j, char **ret)
     unsigned cp;
     int k;
 
-    cr_assert_not_null(s);
+    cr_assert(s != NULL);
     j->p++; /* opening quote */
     for (;;) {
         if (len + 8 > cap) {
             cap *= 2;
             s = realloc(s, cap);
-            cr_assert_not_null(s);
+            cr_assert(s != NULL);
         }
         if (j->p >= j->end) {
             free(s);
@@ -476,7 +476,7 @@ parse_value(jp *j, jv *v)
             return fail(j, "unexpected token");
     }
     v->str = strndup((const char *)start, (size_t)(j->p - start));
-    cr_assert_not_null(v->str);
+    cr_assert(v->str != NULL);
     return 0;
 }
 
@@ -526,7 +526,7 @@ jv_num(const jv *o, const char *key)
 {
     const jv *v = jv_get(o, key);
 
-    cr_assert_not_null(v, "no \"%s\" in the JSON", key);
+    cr_assert(v != NULL, "no \"%s\" in the JSON", key);
     cr_assert_eq(v->type, 'n', "\"%s\" is not a number", key);
     return strtoull(v->str, NULL, 10);
 }
@@ -537,7 +537,7 @@ check_letters(const jv *letters, const jobq_letters_counts *want, jobq_letters_y
 {
     unsigned i, k = 0;
 
-    cr_assert_not_null(letters);
+    cr_assert(letters != NULL);
     cr_assert_eq(letters->type, 'o');
     for (i = 0; i < JOBQ_LETTERS_COUNT; i++) {
         if (yo == JOBQ_LETTERS_YO_IGNORE && i == JOBQ_LETTERS_YO_INDEX)
@@ -559,7 +559,7 @@ has_error_for(const jv *root, const char *path)
     const jv *errs = jv_get(root, "errors");
     size_t i;
 
-    cr_assert_not_null(errs);
+    cr_assert(errs != NULL);
     for (i = 0; i < errs->n; i++) {
         if (strcmp(jv_get(&errs->item[i], "path")->str, path) == 0)
             return 1;
@@ -602,7 +602,7 @@ repeat(const char *text, size_t tlen, size_t size, size_t *ret_len)
     char *buf = malloc(size + tlen);
     size_t len = 0;
 
-    cr_assert_not_null(buf);
+    cr_assert(buf != NULL);
     while (len < size) {
         memcpy(buf + len, text, tlen);
         len += tlen;
@@ -621,12 +621,12 @@ Test(letters_cli, help_and_version, .timeout = 30)
 
     cli_run(&c, "--help", NULL);
     cr_assert_eq(c.status, 0);
-    cr_assert_not_null(strstr(c.out, "Exit status"), "--help documents the exit codes");
-    cr_assert_not_null(strstr(c.out, "thread-per-file"));
+    cr_assert(strstr(c.out, "Exit status") != NULL, "--help documents the exit codes");
+    cr_assert(strstr(c.out, "thread-per-file") != NULL);
     cli_free(&c);
     cli_run(&c, "--version", NULL);
     cr_assert_eq(c.status, 0);
-    cr_assert_not_null(strstr(c.out, "jobq-letters"));
+    cr_assert(strstr(c.out, "jobq-letters") != NULL);
     cli_free(&c);
 }
 
@@ -648,7 +648,7 @@ Test(letters_cli, usage_errors_exit_2, .timeout = 30)
         cli_spawn(&c, bad[i], NULL);
         cli_wait(&c);
         cr_assert_eq(c.status, 2, "case %zu: exit %d, stderr: %s", i, c.status, c.err);
-        cr_assert_not_null(strstr(c.err, "--help"), "case %zu: stderr points to --help", i);
+        cr_assert(strstr(c.err, "--help") != NULL, "case %zu: stderr points to --help", i);
         cr_assert_eq(c.out_len, 0, "case %zu: nothing on stdout", i);
         cli_free(&c);
     }
@@ -878,18 +878,18 @@ Test(letters_cli, bad_inputs_are_named_and_the_rest_is_counted, .timeout = 120)
         cr_assert(has_error_for(&root, missing), "missing path in errors");
         p = xstrdupf("%s/utf16.txt", dir);
         cr_assert(has_error_for(&root, p), "UTF-16 reported as an error");
-        cr_assert_not_null(strstr(c.err, p), "stderr names %s:\n%s", p, c.err);
-        cr_assert_not_null(strstr(c.err, "UTF-16"));
+        cr_assert(strstr(c.err, p) != NULL, "stderr names %s:\n%s", p, c.err);
+        cr_assert(strstr(c.err, "UTF-16") != NULL);
         free(p);
         p = xstrdupf("%s/loop-a", dir);
         cr_assert(has_error_for(&root, p), "symlink loop reported");
-        cr_assert_not_null(strstr(c.err, "symlink loop"), "%s", c.err);
+        cr_assert(strstr(c.err, "symlink loop") != NULL, "%s", c.err);
         free(p);
-        cr_assert_not_null(strstr(c.err, missing));
-        cr_assert_not_null(strstr(c.err, "no such file"), "%s", c.err);
-        cr_assert_not_null(strstr(c.err, "binary.bin: binary file"), "%s", c.err);
-        cr_assert_not_null(strstr(c.err, "fifo: a FIFO, skipped"), "%s", c.err);
-        cr_assert_not_null(strstr(c.err, "empty.txt: empty file"), "%s", c.err);
+        cr_assert(strstr(c.err, missing) != NULL);
+        cr_assert(strstr(c.err, "no such file") != NULL, "%s", c.err);
+        cr_assert(strstr(c.err, "binary.bin: binary file") != NULL, "%s", c.err);
+        cr_assert(strstr(c.err, "fifo: a FIFO, skipped") != NULL, "%s", c.err);
+        cr_assert(strstr(c.err, "empty.txt: empty file") != NULL, "%s", c.err);
         jv_free(&root);
         if (first == NULL)
             first = strdup(c.out);
@@ -900,25 +900,25 @@ Test(letters_cli, bad_inputs_are_named_and_the_rest_is_counted, .timeout = 120)
     /* Escaping: the invalid bytes appear as \\xff in the JSON text, the newline as \n; the
      * table and stderr use the same readable escapes, never raw bytes. */
     cli_run(&c, "--per-file", "-f", "json", dir, NULL);
-    cr_assert_not_null(strstr(c.out, "bad\\\\xff\\\\xfe-name.txt"), "%s", c.out);
-    cr_assert_not_null(strstr(c.out, "new\\nline.txt"), "%s", c.out);
+    cr_assert(strstr(c.out, "bad\\\\xff\\\\xfe-name.txt") != NULL, "%s", c.out);
+    cr_assert(strstr(c.out, "new\\nline.txt") != NULL, "%s", c.out);
     json_parse(c.out, c.out_len, &root); /* raw control bytes or invalid UTF-8 would fail */
     jv_free(&root);
     cli_free(&c);
     cli_run(&c, "--per-file", dir, NULL);
-    cr_assert_not_null(strstr(c.out, "bad\\xff\\xfe-name.txt"), "%s", c.out);
-    cr_assert_not_null(strstr(c.out, "new\\nline.txt"), "%s", c.out);
-    cr_assert_null(strstr(c.out, "new\nline"), "raw newline in a path");
+    cr_assert(strstr(c.out, "bad\\xff\\xfe-name.txt") != NULL, "%s", c.out);
+    cr_assert(strstr(c.out, "new\\nline.txt") != NULL, "%s", c.out);
+    cr_assert(strstr(c.out, "new\nline") == NULL, "raw newline in a path");
     cli_free(&c);
     /* Without --follow the links are skipped with a note, not errors. */
     cli_run(&c, "-f", "json", dir, NULL);
     cr_assert_eq(c.status, 1, "UTF-16 is still an error: %s", c.err);
-    cr_assert_not_null(strstr(c.err, "loop-a: symbolic link, not followed"), "%s", c.err);
+    cr_assert(strstr(c.err, "loop-a: symbolic link, not followed") != NULL, "%s", c.err);
     cli_free(&c);
     /* --quiet drops the notes but keeps the errors. */
     cli_run(&c, "-q", "-f", "json", dir, NULL);
-    cr_assert_null(strstr(c.err, "binary file"), "%s", c.err);
-    cr_assert_not_null(strstr(c.err, "UTF-16"), "%s", c.err);
+    cr_assert(strstr(c.err, "binary file") == NULL, "%s", c.err);
+    cr_assert(strstr(c.err, "UTF-16") != NULL, "%s", c.err);
     cli_free(&c);
     /* --binary counts the binary file's letters too. */
     p = xstrdupf("%s/binary.bin", dir);
@@ -945,7 +945,7 @@ Test(letters_cli, nothing_readable_exits_2, .timeout = 30)
 
     cli_run(&c, "-f", "json", missing, NULL);
     cr_assert_eq(c.status, 2, "%s", c.err);
-    cr_assert_not_null(strstr(c.err, missing));
+    cr_assert(strstr(c.err, missing) != NULL);
     json_parse(c.out, c.out_len, &root); /* the (empty) report is still printed */
     cr_assert_eq(jv_num(&root, "files"), 0);
     cr_assert(has_error_for(&root, missing));
@@ -971,8 +971,8 @@ Test(letters_cli, permission_denied, .timeout = 30)
     cr_assert_eq(chmod(p, 0), 0);
     cli_run(&c, "-f", "json", dir, NULL);
     cr_assert_eq(c.status, 1, "%s", c.err);
-    cr_assert_not_null(strstr(c.err, p), "%s", c.err);
-    cr_assert_not_null(strstr(c.err, "ermission denied"), "%s", c.err);
+    cr_assert(strstr(c.err, p) != NULL, "%s", c.err);
+    cr_assert(strstr(c.err, "ermission denied") != NULL, "%s", c.err);
     cli_free(&c);
     free(p);
     free(q);
@@ -1002,7 +1002,7 @@ Test(letters_cli, follow_detects_directory_cycles_and_counts_each_file_once, .ti
     free(p);
     cli_run(&c, "--follow", "-f", "json", "--per-file", dir, NULL);
     cr_assert_eq(c.status, 0, "%s", c.err);
-    cr_assert_not_null(strstr(c.err, "directory cycle"), "%s", c.err);
+    cr_assert(strstr(c.err, "directory cycle") != NULL, "%s", c.err);
     json_parse(c.out, c.out_len, &root);
     cr_assert_eq(jv_num(&root, "files"), 1, "one file behind three paths");
     check_letters(jv_get(&root, "letters"), &want, JOBQ_LETTERS_YO_SEPARATE);
@@ -1136,8 +1136,8 @@ run_with_hook(const char *stage, int truncate_it, const char *want_msg)
     (void)close(fd);
     cli_wait(&c);
     cr_assert_eq(c.status, 1, "%s", c.err);
-    cr_assert_not_null(strstr(c.err, target), "%s", c.err);
-    cr_assert_not_null(strstr(c.err, want_msg), "%s", c.err);
+    cr_assert(strstr(c.err, target) != NULL, "%s", c.err);
+    cr_assert(strstr(c.err, want_msg) != NULL, "%s", c.err);
     json_parse(c.out, c.out_len, &root);
     cr_assert_eq(jv_num(&root, "files"), 1, "the other file is still counted");
     cr_assert(has_error_for(&root, target));
@@ -1231,7 +1231,7 @@ Test(letters_cli, formats_yo_and_exclude, .timeout = 60)
     cli_run(&c, "-x", "*.dat", dir, NULL);
     cr_assert_eq(c.status, 0);
     p = xstrdupf("total  %14llu", (unsigned long long)jobq_letters_total(&want));
-    cr_assert_not_null(strstr(c.out, p), "%s", c.out);
+    cr_assert(strstr(c.out, p) != NULL, "%s", c.out);
     free(p);
     cli_free(&c);
     remove_tree(dir);
@@ -1260,9 +1260,9 @@ Test(letters_cli, corpus_directory_matches_expected_json, .timeout = 300)
     text = read_file(exp_path, &len);
     json_parse(text, len, &expected);
     dir = jv_get(&expected, "dir");
-    cr_assert_not_null(dir);
+    cr_assert(dir != NULL);
     letters = jv_get(dir, "letters");
-    cr_assert_not_null(letters);
+    cr_assert(letters != NULL);
     memset(&want, 0, sizeof want);
     for (k = 0; k < letters->n; k++) {
         for (i = 0; i < JOBQ_LETTERS_COUNT; i++) {
