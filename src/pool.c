@@ -71,7 +71,15 @@ struct jobq_group {
     unsigned waiters; /* under lock */
 };
 
-/* Per-worker state; aligned so workers never write to each other's cache lines. */
+/*
+ * Per-worker state; aligned so workers never write to each other's cache lines.
+ *
+ * A batch claimed from the ring stays *stealable*: its entries are handed out one at a time
+ * through `claim` (generation << 32 | next << 16 | n), by the owner and by idle workers alike.
+ * Without that, a job that blocks waiting for a later job of the same batch would hold it
+ * hostage while other workers sit idle. The owner refills `batch` only once `copied` says every
+ * claimed entry has been copied out; the generation makes a thief's stale CAS fail.
+ */
 struct worker {
     _Alignas(JOBQ__CACHE_LINE) jobq_pool *pool;
     pthread_t thread;
@@ -80,8 +88,56 @@ struct worker {
     atomic_uint_fast64_t completed;
     atomic_uint_fast64_t failed;
     atomic_uint_fast64_t busy_ns;
+    _Atomic uint64_t claim;
+    atomic_uint copied;
+    unsigned batch_n;  /* owner only: size of the current batch */
     struct jobq__entry batch[MAX_BATCH];
 };
+
+#define CLAIM_NEXT(c) ((unsigned)((c) >> 16) & 0xffffu)
+#define CLAIM_N(c) ((unsigned)(c)&0xffffu)
+
+/* Take the next unclaimed entry of w's current batch (owner or thief). Returns 1 if got one. */
+static int
+batch_claim(struct worker *w, struct jobq__entry *out)
+{
+    uint64_t c = atomic_load_explicit(&w->claim, memory_order_acquire);
+
+    while (CLAIM_NEXT(c) < CLAIM_N(c)) {
+        /* acquire on success: the entries were written before the batch was published. */
+        if (atomic_compare_exchange_weak_explicit(&w->claim, &c, c + (1u << 16),
+                                                  memory_order_acquire,
+                                                  memory_order_acquire)) {
+            *out = w->batch[CLAIM_NEXT(c)];
+            /* release: our copy is done before the owner may overwrite the slot. */
+            atomic_fetch_add_explicit(&w->copied, 1, memory_order_release);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Publish w->batch[0..n) as w's new batch. The previous one must be fully copied out. */
+static void
+batch_publish(struct worker *w, unsigned n)
+{
+    uint64_t gen = (atomic_load_explicit(&w->claim, memory_order_relaxed) >> 32) + 1;
+
+    w->batch_n = n;
+    atomic_store_explicit(&w->copied, 0, memory_order_relaxed);
+    /* seq_cst: a parking worker's seq_cst sleeper increment then scan of the claim words, and
+     * our publish then load of the sleeper count (made_work), form a Dekker pair. */
+    atomic_store(&w->claim, gen << 32 | (uint64_t)n);
+}
+
+/* Wait until every entry of w's current batch has been copied out (thieves copy 1 entry right
+ * after claiming it, so this is a few nanoseconds unless a thief was pre-empted). */
+static void
+batch_drain(struct worker *w)
+{
+    while (atomic_load_explicit(&w->copied, memory_order_acquire) != w->batch_n)
+        cpu_relax();
+}
 
 struct jobq_pool {
     struct jobq__ring ring; /* its `tail` also carries the closed bit */
@@ -250,6 +306,39 @@ made_work(jobq_pool *pool)
     }
 }
 
+/* Steal one entry from any other worker's batch. Returns 1 if got one. */
+static int
+steal(jobq_pool *pool, const struct worker *self, struct jobq__entry *out)
+{
+    unsigned i;
+
+    for (i = 0; i < pool->threads; i++) {
+        struct worker *o = &pool->workers[i];
+        uint64_t c;
+
+        if (o == self)
+            continue;
+        c = atomic_load_explicit(&o->claim, memory_order_relaxed);
+        if (CLAIM_NEXT(c) < CLAIM_N(c) && batch_claim(o, out))
+            return 1;
+    }
+    return 0;
+}
+
+/* Whether any worker's batch has an unclaimed entry (seq_cst loads: see batch_publish). */
+static int
+stealable(const jobq_pool *pool)
+{
+    unsigned i;
+
+    for (i = 0; i < pool->threads; i++) {
+        uint64_t c = atomic_load(&pool->workers[i].claim);
+        if (CLAIM_NEXT(c) < CLAIM_N(c))
+            return 1;
+    }
+    return 0;
+}
+
 /* Pop a batch for worker w. Returns the batch size, 0 when the ring is empty; *ret_left says
  * whether ready jobs were left behind for others. */
 static size_t
@@ -261,6 +350,7 @@ worker_pop(jobq_pool *pool, struct worker *w, int *ret_left)
      * MAX_BATCH), so long jobs still spread over all workers. */
     size_t size, hw = atomic_load_explicit(&pool->high_water, memory_order_relaxed);
 
+    batch_drain(w);
     n = jobq__ring_try_pop(&pool->ring, w->batch, MAX_BATCH, pool->threads > 1, ret_left);
     /* Sample the high-water mark only when the ring held more than one job (or never did):
      * reading `tail` on every pop would pull the submitters' cache line each time. */
@@ -271,50 +361,55 @@ worker_pop(jobq_pool *pool, struct worker *w, int *ret_left)
                                   size < pool->ring.limit ? size : pool->ring.limit,
                                   memory_order_relaxed);
     }
-    if (n > 0)
+    if (n > 0) {
+        batch_publish(w, (unsigned)n);
         made_room(pool);
+    }
     return n;
 }
 
 /*
- * Claim a batch for worker w, searching then parking while the ring is empty. At most half the
- * workers (at least one) search at a time: on an oversubscribed machine more spinners would only
- * steal the CPU from the submitter they are waiting for.
+ * Give worker w its next batch (published in w->batch), searching then parking while there is
+ * no work. Work is the ring, or an unclaimed entry of another worker's batch (stolen into a
+ * batch of one). At most half the workers (at least one) search at a time: on an
+ * oversubscribed machine more spinners would only steal the CPU from the submitter they wait
+ * for.
  */
-static size_t
+static void
 worker_take(jobq_pool *pool, struct worker *w)
 {
     unsigned spins, max_searching = pool->threads / 2 > 0 ? pool->threads / 2 : 1;
-    size_t n;
+    struct jobq__entry e;
     int left = 0;
 
     for (;;) {
-        n = worker_pop(pool, w, &left);
-        if (n > 0)
-            return n;
+        if (worker_pop(pool, w, &left) > 0)
+            goto got;
         if (atomic_fetch_add(&pool->searching, 1) < max_searching) {
             for (spins = 0; spins < SPIN_POLLS; spins++) {
                 unsigned p;
 
                 for (p = 0; p < SPIN_PAUSES; p++)
                     cpu_relax();
-                if (jobq__ring_ready(&pool->ring) && (n = worker_pop(pool, w, &left)) > 0)
+                if (jobq__ring_ready(&pool->ring) && worker_pop(pool, w, &left) > 0)
                     break;
+                if (steal(pool, w, &e)) {
+                    batch_drain(w);
+                    w->batch[0] = e;
+                    batch_publish(w, 1);
+                    left = 0;
+                    break;
+                }
             }
             atomic_fetch_sub(&pool->searching, 1);
-            if (n > 0) {
-                /* We stop searching: if we left jobs behind, pass the baton to a parked
-                 * worker (producers skipped waking one while we searched). */
-                if (left)
-                    made_work(pool);
-                return n;
-            }
+            if (spins < SPIN_POLLS)
+                goto got;
         } else {
             atomic_fetch_sub(&pool->searching, 1);
         }
         (void)pthread_mutex_lock(&pool->lock);
         atomic_fetch_add(&pool->work_sleepers, 1);
-        if (jobq__ring_size(&pool->ring) == 0) {
+        if (jobq__ring_size(&pool->ring) == 0 && !stealable(pool)) {
             (void)pthread_cond_wait(&pool->work, &pool->lock);
             if (atomic_load(&pool->wakes_pending) > 0)
                 atomic_fetch_sub(&pool->wakes_pending, 1);
@@ -322,6 +417,11 @@ worker_take(jobq_pool *pool, struct worker *w)
         atomic_fetch_sub(&pool->work_sleepers, 1);
         (void)pthread_mutex_unlock(&pool->lock);
     }
+got:
+    /* Work left behind in the ring or in our batch: make sure someone is awake to take it
+     * (producers skip the wake-up while a worker searches). */
+    if (left || w->batch_n > 1)
+        made_work(pool);
 }
 
 /* Push a sentinel past the closed bit, parking while the ring is full. */
@@ -365,25 +465,31 @@ worker_main(void *arg)
     (void)pthread_mutex_unlock(&pool->lock);
 
     for (;;) {
-        size_t n = worker_take(pool, w), i, real, extra;
-        uint64_t t0, failed = 0;
+        struct jobq__entry e;
+        uint64_t t0, ran = 0, failed = 0;
+        int sentinel = 0;
 
-        /* Sentinels come after every real job, so a batch is real jobs then sentinels. */
-        for (real = 0; real < n && w->batch[real].job.run != NULL; real++)
-            ;
+        worker_take(pool, w);
         t0 = jobq__now_ns();
-        for (i = 0; i < real; i++)
-            failed += run_entry(pool, &w->batch[i]) != 0;
-        if (real > 0) {
+        while (batch_claim(w, &e)) {
+            if (e.job.run == NULL) {
+                sentinel = 1;
+                break;
+            }
+            failed += run_entry(pool, &e) != 0;
+            ran++;
+        }
+        if (ran > 0) {
             atomic_fetch_add_explicit(&w->busy_ns, jobq__now_ns() - t0, memory_order_relaxed);
             if (failed > 0)
                 atomic_fetch_add_explicit(&w->failed, failed, memory_order_relaxed);
-            atomic_fetch_add(&w->completed, real);
+            atomic_fetch_add(&w->completed, ran);
             pool_finish(pool);
         }
-        if (real < n) {
-            /* Ours is the first; the others belong to other workers: hand them back. */
-            for (extra = n - real - 1; extra > 0; extra--)
+        if (sentinel) {
+            /* Sentinels follow every real job, so the rest of this batch is sentinels of other
+             * workers: hand them back through the ring, where parked workers get woken. */
+            while (batch_claim(w, &e))
                 push_sentinel(pool);
             break;
         }
