@@ -220,6 +220,14 @@ count_open_file(const lt_config *cfg, lt_file *f, int fd, jobq_pool *pool, uint6
     /* Files that report size 0 but have data (procfs and the like) are read to EOF. */
     end = size == 0 ? UINT64_MAX : size;
     chunk = cfg->chunk_size;
+    if (chunk == 0 && split_above == 0) {
+        /* --mode chunks: about four chunks per thread, so that every file is shared. */
+        chunk = size / (4u * (uint64_t)cfg->threads) + 1;
+        if (chunk < LT_CHUNK_MIN)
+            chunk = LT_CHUNK_MIN;
+    } else if (chunk == 0) {
+        chunk = LT_CHUNK_DEFAULT;
+    }
     nchunks = chunk > 0 ? (size + chunk - 1) / chunk : 1;
     if (pool != NULL && enc != JOBQ_LETTERS_AUTO && size > split_above && nchunks > 1 &&
         nchunks <= SIZE_MAX) {

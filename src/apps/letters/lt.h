@@ -22,8 +22,10 @@
 #define LT_HEAD_SIZE (64 * 1024)
 /* In --mode pool, files larger than this are split into chunks counted by the whole pool. */
 #define LT_BIG_FILE (8u * 1024 * 1024)
-/* Default chunk size for splitting a file. */
+/* Chunk size for splitting big files in --mode pool. */
 #define LT_CHUNK_DEFAULT (2u * 1024 * 1024)
+/* --mode chunks splits every file into about 4 chunks per thread, none smaller than this. */
+#define LT_CHUNK_MIN (64u * 1024)
 /* --mode thread-per-file: at most this many threads alive at once (see --help). */
 #define LT_MAX_FILE_THREADS 256
 
@@ -49,7 +51,7 @@ typedef struct lt_config {
     lt_format format;
     lt_sort sort;
     int quiet;
-    uint64_t chunk_size;
+    uint64_t chunk_size; /* 0: automatic (see LT_CHUNK_*) */
     char **excludes; /* glob patterns matched against base names found while walking */
     size_t n_excludes;
     char **paths;

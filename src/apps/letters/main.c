@@ -29,7 +29,8 @@ usage(FILE *out)
           "                          once: the exercise has no cap, the OS has one; -j ignored);\n"
           "                        queues: -j workers fed paths by one jobq_queue, returning\n"
           "                          results on a second one, stopped by one sentinel each;\n"
-          "                        chunks: every file larger than one chunk split across the pool\n"
+          "                        chunks: every file split across the pool (about 4 chunks per\n"
+          "                          thread, at least 64 KiB each)\n"
           "                        All modes print identical results.\n"
           "  -j, --jobs N          worker threads (default: usable CPUs)\n"
           "  -e, --encoding ENC    auto (default: per file, UTF-8 if valid, else cp1251 or\n"
@@ -47,7 +48,7 @@ usage(FILE *out)
           "  -f, --format FMT      table (default), json, csv\n"
           "      --sort KEY        alpha (default) or count (table and csv)\n"
           "      --chunk-size N    chunk size in bytes for splitting files (K, M, G suffixes;\n"
-          "                          default 2M)\n"
+          "                          default: 2M in pool mode, automatic in chunks mode)\n"
           "  -q, --quiet           no notes (skipped files) and no progress; errors still shown\n"
           "  -h, --help            this help\n"
           "  -V, --version         version\n"
@@ -262,7 +263,6 @@ main(int argc, char **argv)
 
     memset(&cfg, 0, sizeof cfg);
     cfg.threads = jobq_cpu_count();
-    cfg.chunk_size = LT_CHUNK_DEFAULT;
     status = parse_args(argc, argv, &cfg);
     if (status >= 0) {
         free(cfg.excludes);
