@@ -209,6 +209,9 @@ measure_task_ns(const struct task_ctx *c)
 struct sample {
     double wall_s;
     struct bench_cs cs;
+    /* jobq only: from jobq_pool_get_stats after the wait */
+    uint64_t producer_blocks;
+    double busy_frac; /* sum of the workers' busy time / (threads * wall) */
 };
 
 static int
@@ -283,6 +286,20 @@ run_jobq(enum sys s, unsigned threads, uint64_t n, struct task_ctx *ctx, struct 
         r = jobq_pool_wait(pool);
     t1 = bench_now_ns();
     c1 = bench_cs_now();
+    {
+        jobq_pool_stats st;
+        uint64_t busy[64] = { 0 }, sum = 0;
+        unsigned k;
+
+        if (jobq_pool_get_stats(pool, &st, busy, 64) == 0) {
+            out->producer_blocks = st.producer_blocks;
+            for (k = 0; k < threads && k < 64; k++)
+                sum += busy[k];
+            out->busy_frac = t1 > t0 && threads <= 64
+                                 ? (double)sum / ((double)threads * (double)(t1 - t0))
+                                 : 0;
+        }
+    }
     jobq_pool_destroy(pool);
     if (r != 0) {
         fprintf(stderr, "bench-pool: %s: %s\n", sys_names[s], jobq_strerror(r));
@@ -602,6 +619,7 @@ main(int argc, char **argv)
     struct task_ctx ctx[W_COUNT];
     double task_ns[W_COUNT];
     char extra[256], envbuf[32];
+    struct bench_machine m0, m1;
     unsigned rep;
     int i, s, w;
 
@@ -738,6 +756,7 @@ main(int argc, char **argv)
             rows[s][w].task_ns = task_ns[w];
         }
 
+    m0 = bench_machine_now();
     for (rep = 0; rep < reps; rep++) {
         for (w = 0; w < W_COUNT; w++) {
             if (!want_wl[w])
@@ -755,6 +774,7 @@ main(int argc, char **argv)
         if (!point)
             fprintf(stderr, "bench-pool: round %u/%u done\n", rep + 1, reps);
     }
+    m1 = bench_machine_now();
 
     for (w = 0; w < W_COUNT; w++)
         for (s = 0; s < S_COUNT; s++) {
@@ -791,6 +811,23 @@ main(int argc, char **argv)
             if (rows[s][w].valid > 0)
                 print_row((enum sys)s, (enum wl)w, threads, &rows[s][w]);
 
+    bench_machine_report(m0, m1);
+    /* Why jobq lost time, if it did: the pool's own counters, medians over the rounds. */
+    for (w = 0; w < W_COUNT; w++)
+        for (s = S_JOBQ_SUBMIT; s <= S_JOBQ_PFOR; s++) {
+            double pb[MAX_REPS], bf[MAX_REPS];
+
+            if (rows[s][w].valid <= 0)
+                continue;
+            for (rep = 0; rep < reps; rep++) {
+                pb[rep] = (double)samples[s][w][rep].producer_blocks;
+                bf[rep] = samples[s][w][rep].busy_frac;
+            }
+            printf("# jobq stats %s %s: producer_blocks %.0f (median), worker busy %.1f %% of "
+                   "threads x wall (median; pool's own clock)\n",
+                   sys_names[s], wl_names[w], bench_summarize(pb, reps).median,
+                   100 * bench_summarize(bf, reps).median);
+        }
     if (point) {
         for (w = 0; w < W_COUNT; w++)
             for (s = 0; s < S_COUNT; s++)

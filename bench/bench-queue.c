@@ -364,6 +364,7 @@ main(int argc, char **argv)
     int quick = 0, items_set = 0, reps_set = 0, failed[MAX_CONFIGS][S_COUNT];
     double ips[MAX_CONFIGS][S_COUNT];
     char extra[200];
+    struct bench_machine m0, m1;
     int i, s;
 
     for (i = 1; i < argc; i++) {
@@ -428,6 +429,7 @@ main(int argc, char **argv)
     fflush(stdout);
 
     memset(failed, 0, sizeof(failed));
+    m0 = bench_machine_now();
     for (rep = 0; rep < reps; rep++) {
         for (k = 0; k < ncfg; k++)
             for (s = 0; s < S_COUNT; s++) {
@@ -442,6 +444,8 @@ main(int argc, char **argv)
             }
         fprintf(stderr, "bench-queue: round %u/%u done\n", rep + 1, reps);
     }
+    m1 = bench_machine_now();
+    bench_machine_report(m0, m1);
 
     printf("system,producers,consumers,capacity,items,wall_s_median,wall_s_min,wall_s_max,"
            "items_per_s,ctx_switches_per_item,ratio_vs_mutex,ratio_vs_glib\n");

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jobq.h>
 
@@ -207,6 +208,59 @@ bench_print_env(const char *what, const char *extra)
     printf("# date: %s, load average: %s\n", date, load);
     if (extra != NULL)
         printf("# %s\n", extra);
+}
+
+/*
+ * How busy the machine was with *other* processes over an interval: /proc/stat's busy jiffies
+ * (user, nice, system, irq, softirq, steal) of all CPUs minus this process's own CPU time
+ * (getrusage), as a fraction of all CPU time. On a shared machine this is the first thing to
+ * look at before believing an efficiency below 1.
+ */
+struct bench_machine {
+    unsigned long long busy, total; /* jiffies, all CPUs */
+    double self_s;                  /* this process's user + system seconds */
+};
+
+static inline struct bench_machine
+bench_machine_now(void)
+{
+    struct bench_machine m = { 0, 0, 0 };
+    unsigned long long v[8] = { 0 };
+    struct rusage ru;
+    FILE *f = fopen("/proc/stat", "r");
+
+    if (f != NULL) {
+        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]) == 8) {
+            m.busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+            m.total = m.busy + v[3] + v[4];
+        }
+        (void)fclose(f);
+    }
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        m.self_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+                   (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+    return m;
+}
+
+/* Print "# machine: ..." for the interval [a, b]; silent when /proc/stat is unreadable. */
+static inline void
+bench_machine_report(struct bench_machine a, struct bench_machine b)
+{
+    long hz = sysconf(_SC_CLK_TCK);
+    double total, others, self;
+
+    if (b.total <= a.total || hz <= 0)
+        return;
+    total = (double)(b.total - a.total);
+    self = (b.self_s - a.self_s) * (double)hz;
+    others = (double)(b.busy - a.busy) - self;
+    if (others < 0)
+        others = 0;
+    printf("# machine during the run: this process %.0f %%, other processes %.0f %% of all CPU "
+           "time%s\n",
+           100 * self / total, 100 * others / total,
+           others / total > 0.05 ? " (shared machine: expect lower, noisier efficiencies)" : "");
 }
 
 /* Parse an unsigned decimal option value; exits with a message on garbage (bench program). */
