@@ -24,6 +24,10 @@
  *   openmp-task  #pragma omp parallel num_threads(N) + single + one task per task (N threads
  *                in all; the generating thread also runs tasks)
  *   openmp-for   #pragma omp parallel for num_threads(N) schedule(static)
+ *   raw-threads  no scheduler at all: N plain threads, each running tasks/N tasks back to back
+ *                (started before the clock, released by a barrier). The machine's own ceiling:
+ *                what is lost here (timer ticks, the clock source, SMT siblings, neighbours) is
+ *                lost by every system, and ratio_vs_raw puts that aside.
  * All configurations are run once per round, round after round (ABAB...), so drift of the
  * machine hits them alike; the row reports median/min/max over the rounds. Every run checks
  * that exactly `tasks` tasks ran (per-thread counters, no shared cache line per task).
@@ -32,15 +36,18 @@
  * tasks_per_s for the same workload (> 1: faster than GLib). ctx_switches_per_task (medians of
  * getrusage(RUSAGE_SELF) deltas over the timed region, all threads) is split into voluntary
  * (someone blocked: parking, waiting for space or for completion) and involuntary (pre-empted:
- * more runnable threads than cores, or neighbours on the machine) in the last two columns.
+ * more runnable threads than cores, or neighbours on the machine) in two more columns, and
+ * ratio_vs_raw = tasks_per_s / raw-threads' tasks_per_s (the share of the machine's real
+ * ceiling that the system reaches).
  *
  * Usage: bench-pool [-j N] [--reps R] [--quick] [--tasks N] [--workloads empty,1us,100us]
- *                   [--systems jobq-submit,glib,...]
+ *                   [--systems jobq-submit,glib,...,raw-threads]
  *        bench-pool --point --system jobq|glib|libuv|openmp --workload W --mode submit|batch|pfor
  *                   [-j N] [--tasks N] [--reps R]       (one configuration; for the scaling harness)
  * Exit codes: 0 ok, 1 a run failed or miscounted, 2 bad usage, 3 system not built in.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -67,9 +74,20 @@
 #define MAX_REPS 100
 #define MAX_SLOTS 256
 
-enum sys { S_JOBQ_SUBMIT, S_JOBQ_BATCH, S_JOBQ_PFOR, S_GLIB, S_UV, S_OMP_TASK, S_OMP_FOR, S_COUNT };
+enum sys {
+    S_JOBQ_SUBMIT,
+    S_JOBQ_BATCH,
+    S_JOBQ_PFOR,
+    S_GLIB,
+    S_UV,
+    S_OMP_TASK,
+    S_OMP_FOR,
+    S_RAW,
+    S_COUNT
+};
 static const char *const sys_names[S_COUNT] = {
     "jobq-submit", "jobq-batch", "jobq-pfor", "glib", "libuv", "openmp-task", "openmp-for",
+    "raw-threads",
 };
 
 enum wl { W_EMPTY, W_1US, W_100US, W_COUNT };
@@ -466,6 +484,66 @@ run_omp(enum sys s, unsigned threads, uint64_t n, struct task_ctx *ctx, struct s
 }
 #endif
 
+struct raw_arg {
+    pthread_barrier_t *start;
+    const struct task_ctx *ctx;
+    uint64_t n;
+};
+
+static void *
+raw_thread(void *arg)
+{
+    const struct raw_arg *a = arg;
+    uint64_t i;
+
+    (void)pthread_barrier_wait(a->start);
+    for (i = 0; i < a->n; i++)
+        run_task(a->ctx);
+    return NULL;
+}
+
+static int
+run_raw(unsigned threads, uint64_t n, struct task_ctx *ctx, struct sample *out)
+{
+    pthread_barrier_t start;
+    pthread_t *tids = calloc(threads, sizeof(*tids));
+    struct raw_arg *args = calloc(threads, sizeof(*args));
+    struct bench_cs c0, c1;
+    uint64_t t0, t1;
+    unsigned i, started = 0;
+
+    if (tids == NULL || args == NULL) {
+        free(tids);
+        free(args);
+        return -1;
+    }
+    counters_reset();
+    (void)pthread_barrier_init(&start, NULL, threads + 1);
+    for (i = 0; i < threads; i++) {
+        args[i].start = &start;
+        args[i].ctx = ctx;
+        args[i].n = n / threads + (i < n % threads);
+        if (pthread_create(&tids[i], NULL, raw_thread, &args[i]) != 0) {
+            fprintf(stderr, "bench-pool: pthread_create failed\n");
+            exit(1); /* the barrier would never open */
+        }
+        started++;
+    }
+    (void)pthread_barrier_wait(&start);
+    c0 = bench_cs_now();
+    t0 = bench_now_ns();
+    for (i = 0; i < started; i++)
+        (void)pthread_join(tids[i], NULL);
+    t1 = bench_now_ns();
+    c1 = bench_cs_now();
+    (void)pthread_barrier_destroy(&start);
+    free(tids);
+    free(args);
+    out->wall_s = (double)(t1 - t0) * 1e-9;
+    out->cs = bench_cs_sub(c1, c0);
+    return 0;
+}
+
 /* One timed run; checks the task count. 0 or -1 (message printed). */
 static int
 run_once(enum sys s, unsigned threads, uint64_t n, struct task_ctx *ctx, struct sample *out)
@@ -483,6 +561,9 @@ run_once(enum sys s, unsigned threads, uint64_t n, struct task_ctx *ctx, struct 
 #ifdef BENCH_HAVE_GLIB
         r = run_glib(threads, n, ctx, out);
 #endif
+        break;
+    case S_RAW:
+        r = run_raw(threads, n, ctx, out);
         break;
     case S_UV:
 #ifdef BENCH_HAVE_UV
@@ -538,6 +619,7 @@ struct row {
     double task_ns;
     struct bench_summary wall;
     double tasks_per_s, efficiency, ctx_per_task, vol_per_task, invol_per_task, ratio_glib;
+    double ratio_raw;
 };
 
 static void
@@ -549,7 +631,7 @@ usage(FILE *f)
             "       bench-pool --point --system jobq|glib|libuv|openmp --workload "
             "empty|1us|100us\n"
             "                  --mode submit|batch|pfor [-j N] [--tasks N] [--reps R]\n"
-            "systems: jobq-submit,jobq-batch,jobq-pfor,glib,libuv,openmp-task,openmp-for\n");
+            "systems: jobq-submit,jobq-batch,jobq-pfor,glib,libuv,openmp-task,openmp-for,raw-threads\n");
 }
 
 static int
@@ -595,7 +677,10 @@ print_row(enum sys s, enum wl w, unsigned threads, const struct row *r)
            r->wall.max, r->tasks_per_s, r->efficiency, r->ctx_per_task);
     if (r->ratio_glib > 0)
         printf("%.3f", r->ratio_glib);
-    printf(",%.4f,%.4f\n", r->vol_per_task, r->invol_per_task);
+    printf(",%.4f,%.4f,", r->vol_per_task, r->invol_per_task);
+    if (r->ratio_raw > 0)
+        printf("%.3f", r->ratio_raw);
+    printf("\n");
 }
 
 static void
@@ -802,10 +887,15 @@ main(int argc, char **argv)
             if (rows[s][w].valid > 0 && rows[S_GLIB][w].valid > 0 &&
                 rows[S_GLIB][w].tasks == rows[s][w].tasks)
                 rows[s][w].ratio_glib = rows[s][w].tasks_per_s / rows[S_GLIB][w].tasks_per_s;
+    for (w = 0; w < W_COUNT; w++)
+        for (s = 0; s < S_COUNT; s++)
+            if (rows[s][w].valid > 0 && rows[S_RAW][w].valid > 0 &&
+                rows[S_RAW][w].tasks == rows[s][w].tasks)
+                rows[s][w].ratio_raw = rows[s][w].tasks_per_s / rows[S_RAW][w].tasks_per_s;
 
     printf("system,workload,threads,tasks,task_ns,wall_s_median,wall_s_min,wall_s_max,"
            "tasks_per_s,efficiency,ctx_switches_per_task,ratio_vs_glib,voluntary_cs_per_task,"
-           "involuntary_cs_per_task\n");
+           "involuntary_cs_per_task,ratio_vs_raw\n");
     for (w = 0; w < W_COUNT; w++)
         for (s = 0; s < S_COUNT; s++)
             if (rows[s][w].valid > 0)
@@ -844,6 +934,10 @@ main(int argc, char **argv)
         if (threads == 2)
             goal("1us jobq-submit tasks/s", r->tasks_per_s, "/s", 1.85e6, 1);
         goal("1us jobq-submit efficiency", r->efficiency, "", 0.93, 1);
+        if (rows[S_RAW][W_1US].valid > 0)
+            printf("# note: raw-threads (no scheduler) reach efficiency %.4f here; jobq-submit "
+                   "gets %.3f of that\n",
+                   rows[S_RAW][W_1US].efficiency, r->ratio_raw);
         if (r->ratio_glib > 0)
             goal("1us jobq-submit vs GLib", r->ratio_glib, "x", 1.1, 1);
     }
@@ -858,6 +952,10 @@ main(int argc, char **argv)
         const struct row *r = &rows[S_JOBQ_SUBMIT][W_100US];
 
         goal("100us jobq-submit efficiency", r->efficiency, "", 0.99, 1);
+        if (rows[S_RAW][W_100US].valid > 0)
+            printf("# note: raw-threads (no scheduler) reach efficiency %.4f here; jobq-submit "
+                   "gets %.3f of that\n",
+                   rows[S_RAW][W_100US].efficiency, r->ratio_raw);
         goal("100us jobq-submit ctx switches/task", r->ctx_per_task, "", 0.02, 0);
     }
     return failed;
