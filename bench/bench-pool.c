@@ -14,7 +14,8 @@
  *   jobq-submit  jobq_pool_submit per task, then jobq_pool_wait
  *   jobq-batch   jobq_pool_submit_batch in batches of BATCH jobs, then jobq_pool_wait
  *   jobq-pfor    jobq_pool_parallel_for over [0, tasks), grain 0 (automatic); fn loops over its
- *                range running one task per index (N workers plus the calling thread)
+ *                range running one task per index. The caller takes chunks too, so the pool
+ *                has N-1 workers: N threads in all, as for openmp-for (N = 1: 1 worker + caller)
  *   glib         GThreadPool (max_threads N, exclusive), g_thread_pool_push per task; the wait
  *                is g_thread_pool_free(pool, FALSE, TRUE), GLib's only way to wait for all
  *                (its thread exit, ~0.1 ms, is inside the timed region). Unbounded queue.
@@ -24,8 +25,8 @@
  *   openmp-task  #pragma omp parallel num_threads(N) + single + one task per task (N threads
  *                in all; the generating thread also runs tasks)
  *   openmp-for   #pragma omp parallel for num_threads(N) schedule(static)
- *   raw-threads  no scheduler at all: N plain threads, each running tasks/N tasks back to back
- *                (started before the clock, released by a barrier). The machine's own ceiling:
+ *   raw-threads  no scheduler at all: N threads (N-1 started before the clock, plus the caller)
+ *                taking chunks of 64 tasks off one atomic counter. The machine's own ceiling:
  *                what is lost here (timer ticks, the clock source, SMT siblings, neighbours) is
  *                lost by every system, and ratio_vs_raw puts that aside.
  * All configurations are run once per round, round after round (ABAB...), so drift of the
@@ -269,7 +270,9 @@ run_jobq(enum sys s, unsigned threads, uint64_t n, struct task_ctx *ctx, struct 
     int r;
 
     jobq_pool_options_init(&o);
-    o.threads = threads;
+    /* parallel_for also runs chunks on the calling thread: N-1 workers + the caller make the
+     * N threads openmp-for and raw-threads get (with N = 1 the pool still needs one worker). */
+    o.threads = s == S_JOBQ_PFOR && threads > 1 ? threads - 1 : threads;
     o.capacity = CAPACITY;
     r = jobq_pool_create(&pool, &o);
     if (r != 0) {
@@ -277,7 +280,7 @@ run_jobq(enum sys s, unsigned threads, uint64_t n, struct task_ctx *ctx, struct 
         return -1;
     }
     /* Warm-up: every worker started and parked once before the clock starts. */
-    for (i = 0; i < threads; i++)
+    for (i = 0; i < o.threads; i++)
         (void)jobq_pool_submit(pool, &noop);
     (void)jobq_pool_wait(pool);
     for (i = 0; i < BATCH; i++)
@@ -311,10 +314,10 @@ run_jobq(enum sys s, unsigned threads, uint64_t n, struct task_ctx *ctx, struct 
 
         if (jobq_pool_get_stats(pool, &st, busy, 64) == 0) {
             out->producer_blocks = st.producer_blocks;
-            for (k = 0; k < threads && k < 64; k++)
+            for (k = 0; k < o.threads && k < 64; k++)
                 sum += busy[k];
-            out->busy_frac = t1 > t0 && threads <= 64
-                                 ? (double)sum / ((double)threads * (double)(t1 - t0))
+            out->busy_frac = t1 > t0 && o.threads <= 64
+                                 ? (double)sum / ((double)o.threads * (double)(t1 - t0))
                                  : 0;
         }
     }
@@ -484,61 +487,93 @@ run_omp(enum sys s, unsigned threads, uint64_t n, struct task_ctx *ctx, struct s
 }
 #endif
 
-struct raw_arg {
-    pthread_barrier_t *start;
+/*
+ * raw-threads: N threads in all (N-1 started ones and the caller) take chunks of ~20 us of
+ * tasks (at most 1024) from one shared counter (one atomic per chunk: negligible) and run them
+ * back to back,
+ * the ceiling of any dynamic scheduler. They start together on an atomic flag they spin on,
+ * not on a barrier they sleep in: threads woken from a sleep tend to be placed on their
+ * waker's CPU and wait for the load balancer, which would charge milliseconds to the ceiling.
+ */
+
+struct raw_state {
+    atomic_uint ready;
+    atomic_int go;
+    _Alignas(64) atomic_uint_fast64_t next;
+    uint64_t n, chunk;
     const struct task_ctx *ctx;
-    uint64_t n;
 };
+
+static void
+raw_work(struct raw_state *st)
+{
+    uint64_t b, e, i;
+
+    for (;;) {
+        b = atomic_fetch_add_explicit(&st->next, st->chunk, memory_order_relaxed);
+        if (b >= st->n)
+            break;
+        e = b + st->chunk < st->n ? b + st->chunk : st->n;
+        for (i = b; i < e; i++)
+            run_task(st->ctx);
+    }
+}
 
 static void *
 raw_thread(void *arg)
 {
-    const struct raw_arg *a = arg;
-    uint64_t i;
+    struct raw_state *st = arg;
 
-    (void)pthread_barrier_wait(a->start);
-    for (i = 0; i < a->n; i++)
-        run_task(a->ctx);
+    atomic_fetch_add(&st->ready, 1);
+    while (!atomic_load_explicit(&st->go, memory_order_acquire))
+        bench_cpu_relax();
+    raw_work(st);
     return NULL;
 }
 
 static int
 run_raw(unsigned threads, uint64_t n, struct task_ctx *ctx, struct sample *out)
 {
-    pthread_barrier_t start;
+    struct raw_state st;
     pthread_t *tids = calloc(threads, sizeof(*tids));
-    struct raw_arg *args = calloc(threads, sizeof(*args));
     struct bench_cs c0, c1;
     uint64_t t0, t1;
     unsigned i, started = 0;
 
-    if (tids == NULL || args == NULL) {
-        free(tids);
-        free(args);
+    if (tids == NULL)
         return -1;
-    }
     counters_reset();
-    (void)pthread_barrier_init(&start, NULL, threads + 1);
-    for (i = 0; i < threads; i++) {
-        args[i].start = &start;
-        args[i].ctx = ctx;
-        args[i].n = n / threads + (i < n % threads);
-        if (pthread_create(&tids[i], NULL, raw_thread, &args[i]) != 0) {
+    atomic_init(&st.ready, 0);
+    atomic_init(&st.go, 0);
+    atomic_init(&st.next, 0);
+    st.n = n;
+    st.ctx = ctx;
+    st.chunk = ctx->spin_ns == 0 ? 1024 : 20000 / ctx->spin_ns;
+    if (st.chunk == 0)
+        st.chunk = 1;
+    for (i = 0; i + 1 < threads; i++) {
+        if (pthread_create(&tids[i], NULL, raw_thread, &st) != 0) {
             fprintf(stderr, "bench-pool: pthread_create failed\n");
-            exit(1); /* the barrier would never open */
+            break;
         }
         started++;
     }
-    (void)pthread_barrier_wait(&start);
+    /* All spinning, then 20 ms more: time for the load balancer to spread the spinners (and
+     * this thread) over the CPUs before the clock starts. */
+    while (atomic_load(&st.ready) < started)
+        bench_cpu_relax();
+    bench_spin_ns(20000000);
     c0 = bench_cs_now();
     t0 = bench_now_ns();
+    atomic_store_explicit(&st.go, 1, memory_order_release);
+    raw_work(&st);
     for (i = 0; i < started; i++)
         (void)pthread_join(tids[i], NULL);
     t1 = bench_now_ns();
     c1 = bench_cs_now();
-    (void)pthread_barrier_destroy(&start);
     free(tids);
-    free(args);
+    if (started + 1 < threads)
+        return -1;
     out->wall_s = (double)(t1 - t0) * 1e-9;
     out->cs = bench_cs_sub(c1, c0);
     return 0;
