@@ -43,8 +43,9 @@
  *
  * Usage: bench-pool [-j N] [--reps R] [--quick] [--tasks N] [--workloads empty,1us,100us]
  *                   [--systems jobq-submit,glib,...,raw-threads]
- *        bench-pool --point --system jobq|glib|libuv|openmp --workload W --mode submit|batch|pfor
- *                   [-j N] [--tasks N] [--reps R]       (one configuration; for the scaling harness)
+ *        bench-pool --point --system jobq|glib|libuv|openmp|raw --workload W
+ *                   --mode submit|batch|pfor [-j N] [--tasks N] [--reps R]
+ *                   (one configuration, one row and "# wall_s=": for bench/scaling/jobq-scaling)
  * Exit codes: 0 ok, 1 a run failed or miscounted, 2 bad usage, 3 system not built in.
  */
 #define _GNU_SOURCE
@@ -663,10 +664,11 @@ usage(FILE *f)
     fprintf(f,
             "usage: bench-pool [-j N] [--reps R] [--quick] [--tasks N] [--workloads LIST]\n"
             "                  [--systems LIST]\n"
-            "       bench-pool --point --system jobq|glib|libuv|openmp --workload "
+            "       bench-pool --point --system jobq|glib|libuv|openmp|raw --workload "
             "empty|1us|100us\n"
             "                  --mode submit|batch|pfor [-j N] [--tasks N] [--reps R]\n"
-            "systems: jobq-submit,jobq-batch,jobq-pfor,glib,libuv,openmp-task,openmp-for,raw-threads\n");
+            "systems: jobq-submit,jobq-batch,jobq-pfor,glib,libuv,openmp-task,openmp-for,"
+            "raw-threads\n");
 }
 
 static int
@@ -777,9 +779,9 @@ main(int argc, char **argv)
             parse_list(a, v, sys_names, S_COUNT, want_sys);
             i++;
         } else if (strcmp(a, "--system") == 0) {
-            static const char *const pn[] = { "jobq", "glib", "libuv", "openmp" };
+            static const char *const pn[] = { "jobq", "glib", "libuv", "openmp", "raw" };
 
-            point_sys = lookup(pn, 4, v);
+            point_sys = lookup(pn, 5, v);
             i++;
         } else if (strcmp(a, "--workload") == 0) {
             point_wl = lookup(wl_names, W_COUNT, v);
@@ -801,11 +803,12 @@ main(int argc, char **argv)
     }
     if (point) {
         /* One configuration: map (system, mode) to a row of the full table. */
-        static const int map[4][3] = {
+        static const int map[5][3] = {
             { S_JOBQ_SUBMIT, S_JOBQ_BATCH, S_JOBQ_PFOR },
             { S_GLIB, -1, -1 },
             { S_UV, -1, -1 },
             { S_OMP_TASK, -1, S_OMP_FOR },
+            { S_RAW, -1, S_RAW },
         };
 
         if (point_sys < 0 || point_wl < 0 || point_mode < 0) {
