@@ -380,7 +380,7 @@ worker_take(jobq_pool *pool, struct worker *w)
 {
     unsigned spins, max_searching = pool->threads / 2 > 0 ? pool->threads / 2 : 1;
     struct jobq__entry e;
-    int left = 0;
+    int left = 0, searched = 0;
 
     for (;;) {
         if (worker_pop(pool, w, &left) > 0)
@@ -402,8 +402,10 @@ worker_take(jobq_pool *pool, struct worker *w)
                 }
             }
             atomic_fetch_sub(&pool->searching, 1);
-            if (spins < SPIN_POLLS)
+            if (spins < SPIN_POLLS) {
+                searched = 1;
                 goto got;
+            }
         } else {
             atomic_fetch_sub(&pool->searching, 1);
         }
@@ -418,9 +420,12 @@ worker_take(jobq_pool *pool, struct worker *w)
         (void)pthread_mutex_unlock(&pool->lock);
     }
 got:
-    /* Work left behind in the ring or in our batch: make sure someone is awake to take it
-     * (producers skip the wake-up while a worker searches). */
-    if (left || w->batch_n > 1)
+    /* Work left behind in the ring or in our batch: make sure someone is awake to take it.
+     * A searcher must also look again after it stopped searching: producers skipped their
+     * wake-up while it searched (seq_cst: our decrement of `searching`, then these loads, pair
+     * with a producer's push, then its load of `searching`). */
+    if (left || w->batch_n > 1 ||
+        (searched && (jobq__ring_size(&pool->ring) > 0 || stealable(pool))))
         made_work(pool);
 }
 
