@@ -69,6 +69,7 @@ typedef struct mpi_file {
     /* split into ranges */
     int split;
     jobq_letters_encoding enc;
+    uint64_t chunk; /* range size, from lt_chunk_size() as the single tool splits */
     uint64_t nranges, ranges_done;
     jobq_letters_counts counts;
     char *err; /* message of the failed range with the smallest offset */
@@ -321,7 +322,7 @@ probe_split(const lt_config *cfg, mpi_file *m, uint64_t split_above, unsigned ch
     int flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
     struct stat st;
     jobq_letters_encoding enc, detected;
-    uint64_t size;
+    uint64_t size, chunk;
     ssize_t n;
     int fd;
 
@@ -345,12 +346,14 @@ probe_split(const lt_config *cfg, mpi_file *m, uint64_t split_above, unsigned ch
         goto out;
     if (enc == JOBQ_LETTERS_AUTO)
         enc = detected;
-    if (enc == JOBQ_LETTERS_AUTO || size <= split_above || size <= cfg->chunk_size)
+    chunk = lt_chunk_size(cfg, size, split_above);
+    if (enc == JOBQ_LETTERS_AUTO || size <= split_above || size <= chunk)
         goto out;
     m->split = 1;
     m->enc = enc;
     m->size = size;
-    m->nranges = (size + cfg->chunk_size - 1) / cfg->chunk_size;
+    m->chunk = chunk;
+    m->nranges = (size + chunk - 1) / chunk;
 out:
     (void)close(fd);
 }
@@ -383,7 +386,7 @@ plan(const lt_config *cfg, buf *out)
     wire_item w;
 
     for (i = 0; i < g_n_files; i++) {
-        if (g_files[i].size > split_above && g_files[i].size > cfg->chunk_size)
+        if (g_files[i].size > split_above)
             probe_split(cfg, &g_files[i], split_above, head);
         n_items += g_files[i].split ? g_files[i].nranges : 1;
     }
@@ -402,10 +405,10 @@ plan(const lt_config *cfg, buf *out)
             continue;
         }
         for (k = 0; k < m->nranges; k++) {
-            b = k * cfg->chunk_size;
+            b = k * m->chunk;
             items[j].file = i;
             items[j].begin = b;
-            items[j].end = m->size - b > cfg->chunk_size ? b + cfg->chunk_size : m->size;
+            items[j].end = m->size - b > m->chunk ? b + m->chunk : m->size;
             items[j].weight = items[j].end - b + MPI_FILE_OVERHEAD;
             j++;
         }

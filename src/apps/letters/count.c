@@ -219,15 +219,7 @@ count_open_file(const lt_config *cfg, lt_file *f, int fd, jobq_pool *pool, uint6
     }
     /* Files that report size 0 but have data (procfs and the like) are read to EOF. */
     end = size == 0 ? UINT64_MAX : size;
-    chunk = cfg->chunk_size;
-    if (chunk == 0 && split_above == 0) {
-        /* --mode chunks: about four chunks per thread, so that every file is shared. */
-        chunk = size / (4u * (uint64_t)cfg->threads) + 1;
-        if (chunk < LT_CHUNK_MIN)
-            chunk = LT_CHUNK_MIN;
-    } else if (chunk == 0) {
-        chunk = LT_CHUNK_DEFAULT;
-    }
+    chunk = lt_chunk_size(cfg, size, split_above);
     nchunks = chunk > 0 ? (size + chunk - 1) / chunk : 1;
     if (pool != NULL && enc != JOBQ_LETTERS_AUTO && size > split_above && nchunks > 1 &&
         nchunks <= SIZE_MAX) {
@@ -270,6 +262,22 @@ count_open_file(const lt_config *cfg, lt_file *f, int fd, jobq_pool *pool, uint6
         return;
     }
     fail_errno(f, "read error: ", -err);
+}
+
+uint64_t
+lt_chunk_size(const lt_config *cfg, uint64_t size, uint64_t split_above)
+{
+    uint64_t chunk = cfg->chunk_size, threads = cfg->threads > 0 ? cfg->threads : 1;
+
+    if (chunk == 0 && split_above == 0) {
+        /* --mode chunks: about four chunks per thread, so that every file is shared. */
+        chunk = size / (4u * threads) + 1;
+        if (chunk < LT_CHUNK_MIN)
+            chunk = LT_CHUNK_MIN;
+    } else if (chunk == 0) {
+        chunk = LT_CHUNK_DEFAULT;
+    }
+    return chunk;
 }
 
 void

@@ -112,6 +112,9 @@ typedef struct lt_report {
     uint64_t skipped; /* notes: binary files, links, special files */
 } lt_report;
 
+/* count.c: the chunk size for splitting a file of `size` bytes (cfg->chunk_size, or the
+ * automatic choice when it is 0; split_above 0 means --mode chunks). Never 0. */
+uint64_t lt_chunk_size(const lt_config *cfg, uint64_t size, uint64_t split_above);
 /* count.c: count f (path, nofollow) into its result fields. pool may be NULL (no chunks). */
 void lt_count_file(const lt_config *cfg, lt_file *f, jobq_pool *pool, uint64_t split_above,
                    void (*progress)(void *ctx, uint64_t bytes), void *progress_ctx);
