@@ -215,9 +215,13 @@ static void
 wake_all(jobq_pool *pool, atomic_uint *sleepers, pthread_cond_t *cond)
 {
     if (atomic_load(sleepers) > 0) {
+        /* The empty critical section orders us after any sleeper that is between its
+         * re-check and its wait (it holds the lock until it waits); broadcasting after the
+         * unlock lets a woken thread take the lock at once instead of sleeping on it again,
+         * which on few cores would pre-empt us. */
         (void)pthread_mutex_lock(&pool->lock);
-        (void)pthread_cond_broadcast(cond);
         (void)pthread_mutex_unlock(&pool->lock);
+        (void)pthread_cond_broadcast(cond);
     }
 }
 
@@ -253,11 +257,17 @@ queued_count(const jobq_pool *pool)
     return jobq__ring_pushed(&pool->ring) - atomic_load(&pool->sentinels);
 }
 
-/* Jobs finished (the counters are already bumped, seq_cst): wake waiters, who recount. */
+/*
+ * Jobs finished (the counters are already bumped, seq_cst): wake jobq_pool_wait callers, but
+ * only once nothing is outstanding - waking them per batch would cost a context switch each
+ * time for nothing. Of two workers finishing at once, the one whose seq_cst loads come last
+ * sees both increments, so the final wake-up is never missed.
+ */
 static void
 pool_finish(jobq_pool *pool)
 {
-    wake_all(pool, &pool->waiters, &pool->idle);
+    if (atomic_load(&pool->waiters) > 0 && finished_count(pool) == queued_count(pool))
+        wake_all(pool, &pool->waiters, &pool->idle);
 }
 
 /* Run one job with no lock held; returns its error. */
@@ -297,12 +307,17 @@ made_work(jobq_pool *pool)
     if (atomic_load(&pool->work_sleepers) >
             atomic_load_explicit(&pool->wakes_pending, memory_order_relaxed) &&
         atomic_load_explicit(&pool->searching, memory_order_relaxed) == 0) {
+        int wake = 0;
+
         (void)pthread_mutex_lock(&pool->lock);
         if (atomic_load(&pool->work_sleepers) > atomic_load(&pool->wakes_pending)) {
             atomic_fetch_add(&pool->wakes_pending, 1);
-            (void)pthread_cond_signal(&pool->work);
+            wake = 1;
         }
         (void)pthread_mutex_unlock(&pool->lock);
+        /* After the unlock, as in wake_all(): the sleeper is waiting by now. */
+        if (wake)
+            (void)pthread_cond_signal(&pool->work);
     }
 }
 
