@@ -15,7 +15,7 @@
  *   jobq-batch   jobq_pool_submit_batch in batches of BATCH jobs, then jobq_pool_wait
  *   jobq-pfor    jobq_pool_parallel_for over [0, tasks), grain 0 (automatic); fn loops over its
  *                range running one task per index. The caller takes chunks too, so the pool
- *                has N-1 workers: N threads in all, as for openmp-for (N = 1: 1 worker + caller)
+ *                has N-1 workers: N threads in all, as for openmp-for (N = 1: the caller alone)
  *   glib         GThreadPool (max_threads N, exclusive), g_thread_pool_push per task; the wait
  *                is g_thread_pool_free(pool, FALSE, TRUE), GLib's only way to wait for all
  *                (its thread exit, ~0.1 ms, is inside the timed region). Unbounded queue.
@@ -301,7 +301,11 @@ run_jobq(enum sys s, unsigned threads, uint64_t n, struct task_ctx *ctx, struct 
                                        NULL);
         break;
     default:
-        r = jobq_pool_parallel_for(pool, 0, (size_t)n, 0, range_run, ctx);
+        /* N = 1 means the caller alone (the pool's one worker would make it 2 threads). */
+        if (threads == 1)
+            r = range_run(ctx, 0, (size_t)n);
+        else
+            r = jobq_pool_parallel_for(pool, 0, (size_t)n, 0, range_run, ctx);
         break;
     }
     if (r == 0)
