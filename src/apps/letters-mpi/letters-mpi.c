@@ -290,26 +290,6 @@ lt_mpi_scan_file(const lt_config *cfg, lt_file *f, jobq_pool *pool, uint64_t spl
     memset(&f->counts, 0, sizeof f->counts);
 }
 
-static ssize_t
-read_head(int fd, unsigned char *head, size_t len)
-{
-    size_t got = 0;
-    ssize_t n;
-
-    while (got < len) {
-        n = pread(fd, head + got, len - got, (off_t)got);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    return (ssize_t)got;
-}
-
 /*
  * Decide, as count.c would, whether m is counted in ranges and in which encoding: open it the
  * same way, read the same head, apply the same UTF-16 / binary / ASCII rules. Anything unusual
@@ -334,7 +314,7 @@ probe_split(const lt_config *cfg, mpi_file *m, uint64_t split_above, unsigned ch
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
         goto out;
     size = (uint64_t)st.st_size;
-    n = read_head(fd, head, LT_HEAD_SIZE);
+    n = lt_read_head(fd, head, LT_HEAD_SIZE);
     if (n < 0)
         goto out;
     enc = cfg->encoding;

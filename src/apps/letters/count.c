@@ -133,8 +133,8 @@ count_chunks(void *arg, size_t begin, size_t end)
     return err;
 }
 
-static ssize_t
-read_head(int fd, unsigned char *buf, size_t len)
+ssize_t
+lt_read_head(int fd, unsigned char *buf, size_t len)
 {
     size_t got = 0;
     ssize_t n;
@@ -183,7 +183,7 @@ count_open_file(const lt_config *cfg, lt_file *f, int fd, jobq_pool *pool, uint6
         fail_errno(f, "", ENOMEM);
         return;
     }
-    n = read_head(fd, head, LT_HEAD_SIZE);
+    n = lt_read_head(fd, head, LT_HEAD_SIZE);
     if (n < 0) {
         fail_errno(f, "", errno);
         free(head);

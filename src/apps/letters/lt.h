@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include <jobq.h>
 #include <jobq/letters.h>
@@ -112,6 +113,9 @@ typedef struct lt_report {
     uint64_t skipped; /* notes: binary files, links, special files */
 } lt_report;
 
+/* count.c: read up to len bytes from the start of fd (pread, EINTR retried); returns the
+ * count (short only at EOF) or -1 with errno set. */
+ssize_t lt_read_head(int fd, unsigned char *buf, size_t len);
 /* count.c: the chunk size for splitting a file of `size` bytes (cfg->chunk_size, or the
  * automatic choice when it is 0; split_above 0 means --mode chunks). Never 0. */
 uint64_t lt_chunk_size(const lt_config *cfg, uint64_t size, uint64_t split_above);
