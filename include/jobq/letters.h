@@ -71,9 +71,11 @@ void jobq_letters_add(jobq_letters_counts *dst, const jobq_letters_counts *src);
  * (FF FE / FE FF as the first two bytes) decides UTF-16 (unsupported: _feed returns JOBQ_EINVAL
  * from then on). Otherwise the state counts every candidate interpretation in parallel and
  * decides JOBQ_LETTERS_DETECT_WINDOW bytes after the first non-ASCII byte (or at _finish):
- * (nearly) valid UTF-8 -> UTF-8, else cp1251 vs koi8-r by how many bytes are the frequent
- * lower-case letters о е а и н т с in each. Because the decision point is a fixed stream offset,
- * the result never depends on how the input was split into _feed calls.
+ * (nearly) valid UTF-8 -> UTF-8 (at most one byte breaking UTF-8's rules per 32 bytes >= 0xC0;
+ * a sequence cut by the end of the window or stream does not count), else cp1251 vs koi8-r by
+ * how many bytes are the frequent lower-case letters о е а и н т с in each. Because the decision
+ * point is a fixed stream offset, the result never depends on how the input was split into
+ * _feed calls.
  * Invalid sequences are skipped without desynchronising the stream.
  * The fields are private; they are visible only so the struct can live on the stack.
  * Not thread-safe: one state per thread (states share nothing).
@@ -90,12 +92,9 @@ typedef struct jobq_letters_state {
     /* Private AUTO-detection state (added; see letters.c). */
     jobq_letters_counts alt[2];   /* cp1251 and koi8-r interpretations while undecided */
     uint64_t det_first_high;      /* stream offset of the first non-ASCII byte, or UINT64_MAX */
-    uint64_t det_valid;           /* well-formed UTF-8 multibyte sequences seen */
-    uint64_t det_invalid;         /* malformed UTF-8 sequences seen */
+    uint64_t det_errors;          /* byte positions that break UTF-8's rules */
     uint64_t det_score[2];        /* о е а и н т с lower case as cp1251 / as koi8-r */
     uint64_t det_lower[2];        /* bytes 0xE0-0xFF / 0xC0-0xDF (lower case in cp1251 / koi8-r) */
-    unsigned det_need;            /* UTF-8 continuation bytes still expected */
-    unsigned det_lo, det_hi;      /* allowed range of the next continuation byte */
     unsigned char head[3];        /* first bytes of the stream (BOM check) */
     unsigned head_len;
 } jobq_letters_state;

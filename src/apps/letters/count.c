@@ -6,15 +6,17 @@
  *   1. open with O_NONBLOCK (a FIFO swapped in after the scan must not block us) and O_NOFOLLOW
  *      when the walk saw a regular file (a symlink swapped in is refused), then fstat: only
  *      regular files are read;
- *   2. read the first LT_HEAD_SIZE bytes: a UTF-16 byte-order mark is reported as unsupported,
- *      a NUL byte marks a binary file (skipped unless --binary), and with --encoding auto the
- *      head decides the encoding (jobq_letters_detect);
- *   3. count [0, size) with jobq_letters_count_fd, either as one range or, when a pool is given
- *      and the file is larger than split_above, as chunks spread over the pool with
- *      jobq_pool_parallel_for (the library guarantees that any partition sums to the whole-file
- *      count). A head of pure ASCII decides nothing, so such a file is counted as one range with
- *      AUTO and the library decides on its first non-ASCII block.
- * Memory per call is the head buffer plus the library's block buffer, whatever the file size.
+ *   2. read the first block (LT_BLOCK_SIZE bytes, or the whole file when smaller): a UTF-16
+ *      byte-order mark is reported as unsupported, a NUL byte in the first LT_HEAD_SIZE bytes
+ *      marks a binary file (skipped unless --binary), and with --encoding auto those bytes
+ *      decide the encoding (jobq_letters_detect);
+ *   3. count [0, size) either as one stream that starts with the block already read (the
+ *      public streaming API, so no byte is read twice) or, when a pool is given and the file
+ *      is larger than split_above, as chunks spread over the pool with jobq_pool_parallel_for
+ *      and jobq_letters_count_fd (the library guarantees that any partition sums to the
+ *      whole-file count). A head of pure ASCII decides nothing, so such a file is counted as
+ *      one stream with AUTO and the library decides on its first non-ASCII block.
+ * Memory per call is one block buffer (plus the library's for chunks), whatever the file size.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -133,6 +135,46 @@ count_chunks(void *arg, size_t begin, size_t end)
     return err;
 }
 
+/* Count [0, end) of fd (end == UINT64_MAX: to EOF) through the streaming API, starting with
+ * buf[0, n), the file's first n bytes, already read; buf (LT_BLOCK_SIZE bytes) is reused for
+ * the rest. The same counts as jobq_letters_count_fd over the whole file, with one read less. */
+static int
+stream_file(int fd, unsigned char *buf, size_t n, uint64_t end, jobq_letters_encoding enc,
+            jobq_letters_yo yo, jobq_letters_result *r)
+{
+    jobq_letters_state st;
+    uint64_t off = n;
+    ssize_t got;
+    int err = 0;
+
+    memset(r, 0, sizeof *r);
+    jobq_letters_init(&st, enc);
+    if (jobq_letters_feed(&st, buf, n) != 0)
+        err = JOBQ_EINVAL; /* UTF-16 behind a non-auto encoding's back cannot happen here */
+    while (err == 0 && off < end) {
+        got = pread(fd, buf, end - off < LT_BLOCK_SIZE ? (size_t)(end - off) : LT_BLOCK_SIZE,
+                    (off_t)off);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            err = -errno;
+            break;
+        }
+        if (got == 0) {
+            if (end != UINT64_MAX)
+                err = JOBQ_EIO; /* shorter than its size: it shrank */
+            break;
+        }
+        if (jobq_letters_feed(&st, buf, (size_t)got) != 0)
+            err = JOBQ_EINVAL;
+        off += (uint64_t)got;
+    }
+    r->enc = jobq_letters_finish(&st, yo, &r->counts);
+    r->bytes = off;
+    r->err = err;
+    return err;
+}
+
 ssize_t
 lt_read_head(int fd, unsigned char *buf, size_t len)
 {
@@ -160,6 +202,7 @@ count_open_file(const lt_config *cfg, lt_file *f, int fd, jobq_pool *pool, uint6
     struct stat st;
     unsigned char *head;
     ssize_t n;
+    size_t sample;
     jobq_letters_encoding enc, detected;
     jobq_letters_result r;
     uint64_t size, end, chunk, nchunks;
@@ -178,19 +221,24 @@ count_open_file(const lt_config *cfg, lt_file *f, int fd, jobq_pool *pool, uint6
     }
     test_hook("read");
     size = (uint64_t)st.st_size;
-    head = malloc(LT_HEAD_SIZE);
+    /* The head is the first block of the count as well, so a small file is read once, with
+     * one pread, and no byte is read twice. */
+    head = malloc(LT_BLOCK_SIZE);
     if (head == NULL) {
         fail_errno(f, "", ENOMEM);
         return;
     }
-    n = lt_read_head(fd, head, LT_HEAD_SIZE);
+    n = lt_read_head(fd, head, size == 0 ? LT_HEAD_SIZE
+                                          : size < LT_BLOCK_SIZE ? (size_t)size : LT_BLOCK_SIZE);
     if (n < 0) {
         fail_errno(f, "", errno);
         free(head);
         return;
     }
     enc = cfg->encoding;
-    detected = jobq_letters_detect(head, (size_t)n);
+    /* An explicit encoding needs no detection (UTF-16 is only reported under auto). */
+    sample = (size_t)n < LT_HEAD_SIZE ? (size_t)n : LT_HEAD_SIZE;
+    detected = enc == JOBQ_LETTERS_AUTO ? jobq_letters_detect(head, sample) : JOBQ_LETTERS_AUTO;
     if (enc == JOBQ_LETTERS_AUTO &&
         (detected == JOBQ_LETTERS_UTF16LE || detected == JOBQ_LETTERS_UTF16BE)) {
         set_result(f, LT_FAILED,
@@ -199,7 +247,7 @@ count_open_file(const lt_config *cfg, lt_file *f, int fd, jobq_pool *pool, uint6
         free(head);
         return;
     }
-    if (!cfg->binary && memchr(head, 0, (size_t)n) != NULL) {
+    if (!cfg->binary && memchr(head, 0, sample) != NULL) {
         set_result(f, LT_SKIPPED,
                    lt_strdupf("binary file (NUL byte in the first %u KiB), skipped; "
                               "--binary counts it",
@@ -207,10 +255,10 @@ count_open_file(const lt_config *cfg, lt_file *f, int fd, jobq_pool *pool, uint6
         free(head);
         return;
     }
-    free(head);
     if (enc == JOBQ_LETTERS_AUTO)
         enc = detected; /* still AUTO when the head is pure ASCII */
     if (n == 0 && size == 0) {
+        free(head);
         f->status = LT_OK;
         f->enc = enc;
         f->bytes = 0;
@@ -232,6 +280,7 @@ count_open_file(const lt_config *cfg, lt_file *f, int fd, jobq_pool *pool, uint6
         cc.progress = progress;
         cc.progress_ctx = progress_ctx;
         (void)pthread_mutex_init(&cc.lock, NULL);
+        free(head);
         err = jobq_pool_parallel_for(pool, 0, (size_t)nchunks, 1, count_chunks, &cc);
         (void)pthread_mutex_destroy(&cc.lock);
         if (err == 0)
@@ -242,7 +291,8 @@ count_open_file(const lt_config *cfg, lt_file *f, int fd, jobq_pool *pool, uint6
         r.bytes = size;
         r.err = err;
     } else {
-        err = jobq_letters_count_fd(fd, 0, end, enc, cfg->yo, 0, &r);
+        err = stream_file(fd, head, (size_t)n, end, enc, cfg->yo, &r);
+        free(head);
         if (progress != NULL)
             progress(progress_ctx, end == UINT64_MAX ? r.bytes : size);
         if (end != UINT64_MAX)

@@ -21,6 +21,8 @@
 #define LT_PROG "jobq-letters"
 /* Bytes read from the head of every file to detect its encoding and spot binary data. */
 #define LT_HEAD_SIZE (64 * 1024)
+/* Read size when counting a file (the first read is also the head). */
+#define LT_BLOCK_SIZE (256 * 1024)
 /* In --mode pool, files larger than this are split into chunks counted by the whole pool. */
 #define LT_BIG_FILE (8u * 1024 * 1024)
 /* Chunk size for splitting big files in --mode pool. */

@@ -50,6 +50,63 @@ jobq__letters_utf8_pair(unsigned lead, unsigned next)
 void jobq__letters_utf8_combos(const uint8_t *p, size_t n, size_t from, size_t to,
                                jobq__letters_raw *raw);
 
+/*
+ * Encoding detection over a sample. Every byte position gets a UTF-8 error flag from the byte
+ * and the three before it (the rules of Keiser & Lemire's "lookup" validator: a flag marks a
+ * too-short or too-long sequence, an overlong form, a surrogate, a value above U+10FFFF, or a
+ * missing continuation), so a sequence cut by the end of the sample is never flagged and the
+ * flags do not depend on how the sample is split. Besides the flags, counts of the bytes that
+ * are the frequent lower-case letters о е а и н т с in cp1251 / koi8-r and of the bytes E0-FF /
+ * C0-DF. prev[0..2] are the three bytes before p (prev[2] next to p[0]; zeros at the start).
+ */
+typedef struct jobq__letters_det {
+    uint64_t errors;
+    uint64_t score[2];
+    uint64_t lower[2];
+} jobq__letters_det;
+
+typedef void jobq__letters_det_fn(const uint8_t *p, size_t n, const uint8_t prev[3],
+                                  jobq__letters_det *d);
+
+/* Flag bits (as in simdjson/simdutf): 0x01 too short (a lead byte without its continuation),
+ * 0x02 too long (a continuation after ASCII), 0x04 overlong 3-byte form (E0 80..9F), 0x08 too
+ * large (F4 90.., F5..), 0x10 surrogate (ED A0..BF), 0x20 overlong 2-byte form (C0, C1), 0x40
+ * overlong 4-byte form (F0 80..8F) or too large (F5.. 80..8F), 0x80 two continuations in a row
+ * (an error unless the byte two or three back is a 3- or 4-byte lead); 0x83 is "any previous
+ * low nibble" for the first three. */
+
+/* Indexed by the high nibble of the previous byte, its low nibble, and the high nibble of the
+ * current byte; the AND of the three lookups is the byte's special-case flags. */
+static const uint8_t jobq__det_prev_hi[16] = {
+    0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x80, 0x80, 0x80, 0x80,
+    0x01 | 0x20, 0x01, 0x01 | 0x04 | 0x10, 0x01 | 0x08 | 0x40,
+};
+static const uint8_t jobq__det_prev_lo[16] = {
+    0x83 | 0x04 | 0x20 | 0x40, 0x83 | 0x20, 0x83, 0x83,
+    0x83 | 0x08, 0x83 | 0x08 | 0x40, 0x83 | 0x08 | 0x40, 0x83 | 0x08 | 0x40,
+    0x83 | 0x08 | 0x40, 0x83 | 0x08 | 0x40, 0x83 | 0x08 | 0x40, 0x83 | 0x08 | 0x40,
+    0x83 | 0x08 | 0x40, 0x83 | 0x08 | 0x40 | 0x10, 0x83 | 0x08 | 0x40, 0x83 | 0x08 | 0x40,
+};
+static const uint8_t jobq__det_cur_hi[16] = {
+    0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01,
+    0x02 | 0x20 | 0x80 | 0x04 | 0x40, 0x02 | 0x20 | 0x80 | 0x04 | 0x08,
+    0x02 | 0x20 | 0x80 | 0x10 | 0x08, 0x02 | 0x20 | 0x80 | 0x10 | 0x08,
+    0x01, 0x01, 0x01, 0x01,
+};
+/* Letter classes by high and low nibble (AND of the two): bits 0-1 are о е а и н т с in cp1251
+ * (E0 E5 E8 ED EE, F1 F2), bits 2-3 the same letters in koi8-r (C1 C5 C9 CE CF, D3 D4). */
+static const uint8_t jobq__det_cls_hi[16] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 8, 1, 2,
+};
+static const uint8_t jobq__det_cls_lo[16] = {
+    1, 2 | 4, 2, 8, 8, 1 | 4, 0, 0, 1, 4, 0, 0, 0, 1, 1 | 4, 4,
+};
+
+void jobq__letters_det_scalar(const uint8_t *p, size_t n, const uint8_t prev[3],
+                              jobq__letters_det *d);
+void jobq__letters_det_avx2(const uint8_t *p, size_t n, const uint8_t prev[3],
+                            jobq__letters_det *d);
+
 void jobq__letters_sb_scalar(const uint8_t *p, size_t n, unsigned yo_byte, jobq__letters_raw *raw);
 void jobq__letters_utf8_scalar(const uint8_t *p, size_t n, jobq__letters_raw *raw);
 void jobq__letters_sb_avx2(const uint8_t *p, size_t n, unsigned yo_byte, jobq__letters_raw *raw);

@@ -14,7 +14,7 @@
  * A file range owns the events that start in it, so only look-ahead past its end is needed.
  *
  * AUTO keeps the three candidate counts (UTF-8 in st->counts, cp1251 and koi8-r in st->alt[])
- * and a scalar detector until a fixed stream offset (JOBQ_LETTERS_DETECT_WINDOW bytes after the
+ * and the detector's counts until a fixed stream offset (JOBQ_LETTERS_DETECT_WINDOW bytes after the
  * first non-ASCII byte), so the decision, like the counts, is independent of block sizes, and
  * memory stays constant. Before the first non-ASCII byte there is nothing to count at all.
  */
@@ -277,84 +277,36 @@ jobq_letters_count_buffer(jobq_letters_encoding enc, const void *buf, size_t len
 /* Detection                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
-enum {
-    F_CP_FREQ = 1,  /* о е а и н т с lower case in cp1251 */
-    F_KOI_FREQ = 2, /* о е а и н т с lower case in koi8-r */
-};
-
-static unsigned
-byte_flags(unsigned b)
-{
-    switch (b) {
-    case 0xEE: case 0xE5: case 0xE0: case 0xE8: case 0xED: case 0xF2: case 0xF1:
-        return F_CP_FREQ;
-    case 0xCF: case 0xC5: case 0xC1: case 0xC9: case 0xCE: case 0xD4: case 0xD3:
-        return F_KOI_FREQ;
-    default:
-        return 0;
-    }
-}
-
-/* One byte through the detector: a UTF-8 validator (Unicode's well-formed byte sequences table)
- * plus letter statistics for the two single-byte candidates. */
+/* The detector's scan: the AVX2 version is worth it because the letter counter runs it over the
+ * first 64 KiB of every file, which for a tree of small files is a large share of all bytes. */
 static void
-det_byte(jobq_letters_state *st, unsigned b)
+det_scan(const uint8_t *p, size_t n, const uint8_t prev[3], jobq__letters_det *d)
 {
-    unsigned f;
-
-    if (st->det_need > 0) {
-        if (b >= st->det_lo && b <= st->det_hi) {
-            st->det_lo = 0x80;
-            st->det_hi = 0xBF;
-            if (--st->det_need == 0)
-                st->det_valid++;
-            return;
-        }
-        st->det_invalid++;
-        st->det_need = 0;
-    }
-    if (b < 0x80)
+#if LETTERS_X86 && defined(JOBQ_LETTERS_HAVE_AVX2)
+    if (n >= 64 && jobq_letters_kernel_supported(JOBQ_LETTERS_KERNEL_AVX2)) {
+        jobq__letters_det_avx2(p, n, prev, d);
         return;
-    f = byte_flags(b);
-    if (f & F_CP_FREQ)
-        st->det_score[0]++;
-    if (f & F_KOI_FREQ)
-        st->det_score[1]++;
-    if (b >= 0xE0)
-        st->det_lower[0]++;
-    else if (b >= 0xC0)
-        st->det_lower[1]++;
-    st->det_lo = 0x80;
-    st->det_hi = 0xBF;
-    if (b >= 0xC2 && b <= 0xDF)
-        st->det_need = 1;
-    else if (b >= 0xE0 && b <= 0xEF)
-        st->det_need = 2;
-    else if (b >= 0xF0 && b <= 0xF4)
-        st->det_need = 3;
-    else
-        st->det_invalid++;
-    if (b == 0xE0)
-        st->det_lo = 0xA0;
-    else if (b == 0xED)
-        st->det_hi = 0x9F;
-    else if (b == 0xF0)
-        st->det_lo = 0x90;
-    else if (b == 0xF4)
-        st->det_hi = 0x8F;
+    }
+#endif
+    jobq__letters_det_scalar(p, n, prev, d);
 }
 
-/* A few stray bytes (a file cut mid-character, one bad byte) do not make UTF-8 text cp1251:
- * Russian text in a single-byte encoding is almost never even partly valid UTF-8. */
+/* UTF-8 unless more than one byte position in 32 bytes >= 0xC0 breaks its rules: a few stray
+ * bytes (a file cut mid-character, one bad byte) do not make UTF-8 text cp1251, while Russian
+ * text in a single-byte encoding breaks them at nearly every letter (a lower-case letter is a
+ * lead byte followed by another letter, not by a continuation). Otherwise cp1251 vs koi8-r by
+ * which one makes more bytes the frequent lower-case letters, then by lower-case share. */
 static jobq_letters_encoding
-det_decide(const jobq_letters_state *st)
+det_decide(const jobq__letters_det *d)
 {
-    if (st->det_valid > 0 && st->det_invalid * 32 <= st->det_valid)
+    uint64_t leads = d->lower[0] + d->lower[1];
+
+    if (leads > 0 && d->errors * 32 <= leads)
         return JOBQ_LETTERS_UTF8;
-    if (st->det_score[0] != st->det_score[1])
-        return st->det_score[0] > st->det_score[1] ? JOBQ_LETTERS_CP1251 : JOBQ_LETTERS_KOI8R;
-    if (st->det_lower[0] != st->det_lower[1])
-        return st->det_lower[0] > st->det_lower[1] ? JOBQ_LETTERS_CP1251 : JOBQ_LETTERS_KOI8R;
+    if (d->score[0] != d->score[1])
+        return d->score[0] > d->score[1] ? JOBQ_LETTERS_CP1251 : JOBQ_LETTERS_KOI8R;
+    if (d->lower[0] != d->lower[1])
+        return d->lower[0] > d->lower[1] ? JOBQ_LETTERS_CP1251 : JOBQ_LETTERS_KOI8R;
     return JOBQ_LETTERS_CP1251;
 }
 
@@ -391,7 +343,8 @@ first_high(const uint8_t *p, size_t n)
 jobq_letters_encoding
 jobq_letters_detect(const void *buf, size_t len)
 {
-    jobq_letters_state st;
+    static const uint8_t zeros[3] = {0, 0, 0};
+    jobq__letters_det d;
     const uint8_t *p;
     jobq_letters_encoding enc;
     size_t i;
@@ -405,11 +358,10 @@ jobq_letters_detect(const void *buf, size_t len)
     i = first_high(p, len);
     if (i == len)
         return JOBQ_LETTERS_AUTO;
-    memset(&st, 0, sizeof(st));
-    for (; i < len; i++)
-        det_byte(&st, p[i]);
-    /* A sequence cut by the end of the sample is not an error here. */
-    return det_decide(&st);
+    /* Every byte before i is ASCII, which the rules treat like the zeros of a fresh start. */
+    memset(&d, 0, sizeof(d));
+    det_scan(p + i, len - i, zeros, &d);
+    return det_decide(&d);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -425,8 +377,6 @@ jobq_letters_init(jobq_letters_state *st, jobq_letters_encoding enc)
     st->prev_letter = -1;
     st->skip_bom = 1;
     st->det_first_high = UINT64_MAX;
-    st->det_lo = 0x80;
-    st->det_hi = 0xBF;
 }
 
 /* UTF-8 events that start in w[0, tlen) and end in w[tlen, wlen): the seam between the stream's
@@ -495,10 +445,42 @@ decide(jobq_letters_state *st, jobq_letters_encoding enc)
         memset(&st->counts, 0, sizeof(st->counts));
 }
 
+/* The detector's counts live in the public state struct (which cannot name private types). */
+static void
+det_load(const jobq_letters_state *st, jobq__letters_det *d)
+{
+    d->errors = st->det_errors;
+    d->score[0] = st->det_score[0];
+    d->score[1] = st->det_score[1];
+    d->lower[0] = st->det_lower[0];
+    d->lower[1] = st->det_lower[1];
+}
+
+static void
+det_store(jobq_letters_state *st, const jobq__letters_det *d)
+{
+    st->det_errors = d->errors;
+    st->det_score[0] = d->score[0];
+    st->det_score[1] = d->score[1];
+    st->det_lower[0] = d->lower[0];
+    st->det_lower[1] = d->lower[1];
+}
+
+static jobq_letters_encoding
+det_decide_state(const jobq_letters_state *st)
+{
+    jobq__letters_det d;
+
+    det_load(st, &d);
+    return det_decide(&d);
+}
+
 /* Undecided: count every candidate over p[0, n), which lies before the decision point. */
 static void
 feed_undecided(jobq_letters_state *st, const uint8_t *p, size_t n)
 {
+    jobq__letters_det d;
+    uint8_t prev[3];
     jobq__letters_raw raw;
     uint64_t koi_yo;
     size_t i, h;
@@ -510,11 +492,16 @@ feed_undecided(jobq_letters_state *st, const uint8_t *p, size_t n)
             st->det_first_high = st->bytes + h;
     }
     if (h < n) {
+        /* The three stream bytes before p + h: the UTF-8 candidate's tail, zeros before it. */
+        memset(prev, 0, sizeof(prev));
+        if (h == 0)
+            memcpy(prev + 3 - st->pending_len, st->pending, st->pending_len);
+        det_load(st, &d);
+        det_scan(p + h, n - h, prev, &d);
+        det_store(st, &d);
         koi_yo = 0;
-        for (i = h; i < n; i++) {
-            det_byte(st, p[i]);
+        for (i = h; i < n; i++)
             koi_yo += (p[i] | 0x10) == 0xB3;
-        }
         memset(&raw, 0, sizeof(raw));
         run_kernel(stream_kernel(n - h), JOBQ_LETTERS_CP1251, p + h, n - h, &raw);
         add_raw(&st->alt[0], &raw, JOBQ_LETTERS_CP1251);
@@ -563,7 +550,7 @@ jobq_letters_feed(jobq_letters_state *st, const void *buf, size_t len)
             st->bytes += n;
             if (st->det_first_high != UINT64_MAX &&
                 st->bytes >= st->det_first_high + JOBQ_LETTERS_DETECT_WINDOW)
-                decide(st, det_decide(st));
+                decide(st, det_decide_state(st));
         } else {
             n = len;
             if (st->enc == JOBQ_LETTERS_UTF8) {
@@ -608,11 +595,7 @@ jobq_letters_finish(jobq_letters_state *st, jobq_letters_yo yo, jobq_letters_cou
     jobq_letters_counts c;
 
     if (!st->decided && st->det_first_high != UINT64_MAX) {
-        if (st->det_need > 0) {
-            st->det_invalid++;
-            st->det_need = 0;
-        }
-        decide(st, det_decide(st));
+        decide(st, det_decide_state(st));
     }
     if (!st->decided || st->enc == JOBQ_LETTERS_UTF16LE || st->enc == JOBQ_LETTERS_UTF16BE)
         memset(&c, 0, sizeof(c));
