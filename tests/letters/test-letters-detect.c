@@ -1,7 +1,7 @@
 /*
  * test-letters-detect.c - the encoding detector's scan (letters-kernels.h, private): its UTF-8
- * error flags against an independent strict decoder (Unicode 15, table 3-7), the AVX2 scan
- * against the scalar one, split independence, and the decisions it leads to.
+ * error flags against an independent strict decoder (Unicode 15, table 3-7), the AVX2 and
+ * AVX-512 scans against the scalar one, split independence, and the decisions it leads to.
  */
 #include <criterion/criterion.h>
 #include <stdint.h>
@@ -117,26 +117,42 @@ gen(uint8_t *p, size_t cap, unsigned edits)
     return n;
 }
 
+/* kernel: 0 scalar, 1 AVX2, 2 AVX-512 (callers check have()). */
 static void
-scan(int avx2, const uint8_t *p, size_t n, const uint8_t prev[3], jobq__letters_det *d)
+scan(int kernel, const uint8_t *p, size_t n, const uint8_t prev[3], jobq__letters_det *d)
 {
     memset(d, 0, sizeof(*d));
 #ifdef JOBQ_LETTERS_HAVE_AVX2
-    if (avx2) {
+    if (kernel == 1) {
         jobq__letters_det_avx2(p, n, prev, d);
         return;
     }
-#else
-    (void)avx2;
 #endif
+#ifdef JOBQ_LETTERS_HAVE_AVX512
+    if (kernel == 2) {
+        jobq__letters_det_avx512(p, n, prev, d);
+        return;
+    }
+#endif
+    (void)kernel;
     jobq__letters_det_scalar(p, n, prev, d);
 }
 
 static int
-have_avx2(void)
+have(int kernel)
 {
-    return jobq_letters_kernel_supported(JOBQ_LETTERS_KERNEL_AVX2);
+#ifdef JOBQ_LETTERS_HAVE_AVX2
+    if (kernel == 1)
+        return jobq_letters_kernel_supported(JOBQ_LETTERS_KERNEL_AVX2);
+#endif
+#ifdef JOBQ_LETTERS_HAVE_AVX512
+    if (kernel == 2)
+        return jobq_letters_kernel_supported(JOBQ_LETTERS_KERNEL_AVX512);
+#endif
+    return kernel == 0;
 }
+
+static const char *const kernel_names[] = {"scalar", "AVX2", "AVX-512"};
 
 Test(letters_detect, flags_match_a_strict_decoder)
 {
@@ -152,10 +168,12 @@ Test(letters_detect, flags_match_a_strict_decoder)
         n -= n > 0 ? rnd() % (n < 4 ? n : 4) : 0; /* sometimes cut a sequence */
         v = ref_valid(buf, n);
         valid += (unsigned)v;
-        for (k = 0; k <= (have_avx2() ? 1 : 0); k++) {
+        for (k = 0; k < 3; k++) {
+            if (!have(k))
+                continue;
             scan(k, buf, n, zeros, &d);
             cr_assert_eq(d.errors == 0, v, "%s scan: %llu flags, decoder says %s (n=%zu)",
-                         k ? "AVX2" : "scalar", (unsigned long long)d.errors,
+                         kernel_names[k], (unsigned long long)d.errors,
                          v ? "valid" : "invalid", n);
         }
     }
@@ -164,12 +182,13 @@ Test(letters_detect, flags_match_a_strict_decoder)
     cr_assert_lt(valid, 35000);
 }
 
-Test(letters_detect, avx2_equals_scalar_and_splits_add_up)
+Test(letters_detect, vector_scans_equal_scalar_and_splits_add_up)
 {
     uint8_t buf[700], prev[3], mid[3];
     jobq__letters_det a, b, c;
     size_t n, k, i;
     unsigned iter;
+    int kern, best = have(2) ? 2 : have(1) ? 1 : 0;
 
     for (iter = 0; iter < 5000; iter++) {
         n = iter % 2 ? gen(buf, rnd() % sizeof(buf), rnd() % 8) : rnd() % sizeof(buf);
@@ -179,16 +198,19 @@ Test(letters_detect, avx2_equals_scalar_and_splits_add_up)
         for (i = 0; i < 3; i++)
             prev[i] = (uint8_t)rnd();
         scan(0, buf, n, prev, &a);
-        if (have_avx2()) {
-            scan(1, buf, n, prev, &b);
-            cr_assert(memcmp(&a, &b, sizeof(a)) == 0, "AVX2 and scalar scans differ (n=%zu)", n);
+        for (kern = 1; kern < 3; kern++) {
+            if (!have(kern))
+                continue;
+            scan(kern, buf, n, prev, &b);
+            cr_assert(memcmp(&a, &b, sizeof(a)) == 0, "%s and scalar scans differ (n=%zu)",
+                      kernel_names[kern], n);
         }
         /* scan(p[0,k)) + scan(p[k,n)) with the three bytes before k as prev == scan(p[0,n)) */
         k = n > 0 ? rnd() % (n + 1) : 0;
         for (i = 0; i < 3; i++)
             mid[i] = k + i >= 3 ? buf[k + i - 3] : prev[k + i];
-        scan(have_avx2(), buf, k, prev, &b);
-        scan(have_avx2(), buf + k, n - k, mid, &c);
+        scan(best, buf, k, prev, &b);
+        scan(best, buf + k, n - k, mid, &c);
         cr_assert_eq(b.errors + c.errors, a.errors, "split at %zu of %zu", k, n);
         cr_assert_eq(b.score[0] + c.score[0], a.score[0]);
         cr_assert_eq(b.score[1] + c.score[1], a.score[1]);

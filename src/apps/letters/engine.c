@@ -89,6 +89,13 @@ struct engine {
     unsigned sentinels_sent;
     unsigned threads_alive;
     size_t inflight; /* handed to a worker, result not drained yet */
+    /* Handed to a worker and not finished: workers decrement it as they post results and wake
+     * the loop only when it is at most wake_at (the executor is half empty, so the walk should
+     * go on) or the posted results would otherwise wait too long. A wake-up per file cost a
+     * syscall on each side and a context switch that pre-empted a worker on small machines. */
+    _Atomic size_t unfinished;
+    size_t wake_at;
+    _Atomic unsigned unannounced; /* results posted since the last wake-up */
 
     /* results posted by workers; guarded by res_lock */
     pthread_mutex_t res_lock;
@@ -291,6 +298,18 @@ handle_result(engine *eng, lt_file *f)
         progress_tick(eng, 0);
 }
 
+/* Worker side, after a result is where the loop will find it. */
+static void
+announce_result(engine *eng)
+{
+    size_t left = atomic_fetch_sub(&eng->unfinished, 1) - 1;
+
+    if (left <= eng->wake_at || atomic_fetch_add(&eng->unannounced, 1) + 1 >= LT_WAKE_BATCH) {
+        atomic_store(&eng->unannounced, 0);
+        (void)uv_async_send(&eng->async);
+    }
+}
+
 /* Worker side: hand f back to the loop thread. */
 static void
 post_result(engine *eng, lt_file *f)
@@ -303,7 +322,7 @@ post_result(engine *eng, lt_file *f)
         eng->res_head = f;
     eng->res_tail = f;
     (void)pthread_mutex_unlock(&eng->res_lock);
-    (void)uv_async_send(&eng->async);
+    announce_result(eng);
 }
 
 static void
@@ -389,7 +408,7 @@ queue_worker_main(void *arg)
             file_free(f);
             continue;
         }
-        (void)uv_async_send(&eng->async);
+        announce_result(eng);
     }
     return NULL;
 }
@@ -402,11 +421,14 @@ offer(engine *eng, lt_file *f)
     int err;
 
     f->owner_engine = eng;
-    switch (eng->cfg->mode) {
-    case LT_MODE_SEQUENTIAL:
+    if (eng->cfg->mode == LT_MODE_SEQUENTIAL) {
         lt_count_file(eng->cfg, f, NULL, 0, add_live_bytes, eng);
         handle_result(eng, f);
         return 0;
+    }
+    /* Before the hand-over: the worker may finish f before we return. */
+    atomic_fetch_add(&eng->unfinished, 1);
+    switch (eng->cfg->mode) {
     case LT_MODE_POOL:
     case LT_MODE_CHUNKS:
         job.run = pool_job_run;
@@ -432,6 +454,8 @@ offer(engine *eng, lt_file *f)
     }
     if (err == 0)
         eng->inflight++;
+    else
+        atomic_fetch_sub(&eng->unfinished, 1);
     return err;
 }
 
@@ -927,9 +951,11 @@ setup_executor(engine *eng)
 {
     const lt_config *cfg = eng->cfg;
     jobq_pool_options opts;
-    size_t cap = cfg->threads * 4u < 16 ? 16 : cfg->threads * 4u;
+    size_t cap = cfg->threads * 8u < 64 ? 64 : cfg->threads * 8u;
     unsigned i;
     int err;
+
+    eng->wake_at = cfg->mode == LT_MODE_THREAD_PER_FILE ? LT_MAX_FILE_THREADS / 2 : cap / 2;
 
     switch (cfg->mode) {
     case LT_MODE_POOL:

@@ -29,6 +29,8 @@
 #define LT_CHUNK_DEFAULT (2u * 1024 * 1024)
 /* --mode chunks splits every file into about 4 chunks per thread, none smaller than this. */
 #define LT_CHUNK_MIN (64u * 1024)
+/* Workers wake the loop thread at least once per this many results (see engine.c). */
+#define LT_WAKE_BATCH 32
 /* --mode thread-per-file: at most this many threads alive at once (see --help). */
 #define LT_MAX_FILE_THREADS 256
 

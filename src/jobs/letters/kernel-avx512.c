@@ -93,16 +93,18 @@ jobq__letters_sb_avx512(const uint8_t *p, size_t n, unsigned yo_byte, jobq__lett
     hist_avx512(p, n, yo_byte, raw);
 }
 
-#define BLOCK 4096
+#define BLOCK 16384
 
 /* Transcode p[pos, pos + blk) (letter starts; the byte after each is readable) into the cp1251
  * byte of each letter. With VBMI2 only the letters are kept (vpcompressb into a register, then
  * a plain store: the memory form is microcoded on some CPUs), so the histogram sees about 40 %
  * of the bytes of Russian UTF-8 text; without it every position is kept, 0 for non-letters.
- * Returns the number of bytes written to syn and sets *any_cc when a 0xCC lead byte was seen. */
+ * Returns the number of bytes written to syn. Combining marks (a CC lead byte, rare: stress
+ * accents are CC 81) are checked where the vector compare finds one, so a block with a single
+ * accent no longer goes through a scalar scan of all its positions. */
 #define TRANSCODE_BODY(STORE)                                                                      \
-    size_t i, m = 0;                                                                               \
-    __mmask64 k0, k1, kv0, kv1, ky, kcc = 0;                                                       \
+    size_t i, j, m = 0;                                                                            \
+    __mmask64 k0, k1, kv0, kv1, ky, kany = 0, ccm[BLOCK / 64];                                     \
     __m512i lead, next, s;                                                                         \
     const __m512i cd0 = _mm512_set1_epi8((char)0xD0), cd1 = _mm512_set1_epi8((char)0xD1),          \
                   c90 = _mm512_set1_epi8((char)0x90), c80 = _mm512_set1_epi8((char)0x80),          \
@@ -123,26 +125,32 @@ jobq__letters_sb_avx512(const uint8_t *p, size_t n, unsigned yo_byte, jobq__lett
         s = _mm512_mask_add_epi8(s, kv1, next, c70);                                               \
         s = _mm512_mask_mov_epi8(s, ky, cb8);                                                      \
         STORE;                                                                                     \
-        kcc |= _mm512_cmpeq_epi8_mask(lead, ccc);                                                  \
+        ccm[i / 64] = _mm512_cmpeq_epi8_mask(lead, ccc);                                           \
+        kany |= ccm[i / 64];                                                                       \
     }                                                                                              \
+    /* After the loop: a call inside it would make every vector constant a reload. */              \
+    for (j = 0; kany != 0 && j < i; j += 64)                                                       \
+        for (k0 = ccm[j / 64]; k0 != 0; k0 &= k0 - 1)                                              \
+            jobq__letters_utf8_combos(p, n, pos + j + (size_t)__builtin_ctzll(k0),                 \
+                                      pos + j + (size_t)__builtin_ctzll(k0) + 1, raw);             \
     for (; i < blk; i++) {                                                                         \
         unsigned l = jobq__letters_utf8_pair(p[pos + i], p[pos + i + 1]);                          \
         if (l != 0)                                                                                \
             syn[m++] = (uint8_t)l;                                                                 \
         if (p[pos + i] == 0xCC)                                                                    \
-            kcc = 1;                                                                               \
+            jobq__letters_utf8_combos(p, n, pos + i, pos + i + 1, raw);                            \
     }                                                                                              \
-    *any_cc = kcc != 0;                                                                            \
     return m
 
 static size_t
-transcode(const uint8_t *p, size_t pos, size_t blk, uint8_t *syn, int *any_cc)
+transcode(const uint8_t *p, size_t n, size_t pos, size_t blk, uint8_t *syn, jobq__letters_raw *raw)
 {
     TRANSCODE_BODY((_mm512_storeu_si512((void *)(syn + m), s), m += 64));
 }
 
 __attribute__((target("avx512vbmi2"))) static size_t
-transcode_compress(const uint8_t *p, size_t pos, size_t blk, uint8_t *syn, int *any_cc)
+transcode_compress(const uint8_t *p, size_t n, size_t pos, size_t blk, uint8_t *syn,
+                   jobq__letters_raw *raw)
 {
     TRANSCODE_BODY((_mm512_storeu_si512((void *)(syn + m),
                                         _mm512_maskz_compress_epi8(kv0 | kv1 | ky, s)),
@@ -154,7 +162,7 @@ jobq__letters_utf8_avx512(const uint8_t *p, size_t n, jobq__letters_raw *raw)
 {
     _Alignas(64) uint8_t syn[BLOCK + 64];
     size_t pos, npos, blk, m;
-    int cc, vbmi2;
+    int vbmi2;
 
     if (n < 2)
         return;
@@ -163,9 +171,79 @@ jobq__letters_utf8_avx512(const uint8_t *p, size_t n, jobq__letters_raw *raw)
     npos = n - 1;
     for (pos = 0; pos < npos; pos += blk) {
         blk = npos - pos < BLOCK ? npos - pos : BLOCK;
-        m = vbmi2 ? transcode_compress(p, pos, blk, syn, &cc) : transcode(p, pos, blk, syn, &cc);
+        m = vbmi2 ? transcode_compress(p, n, pos, blk, syn, raw)
+                  : transcode(p, n, pos, blk, syn, raw);
         hist_avx512(syn, m, 0xB8, raw);
-        if (cc)
-            jobq__letters_utf8_combos(p, n, pos, pos + blk, raw);
+    }
+}
+
+static inline __m512i
+tbl16(const uint8_t t[16])
+{
+    return _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)t));
+}
+
+/* The AVX2 scan's rules on 64 bytes at a time; the bytes 1-3 back come from unaligned loads
+ * (the first vector from a copy with prev in front), the counts from mask popcounts. */
+void
+jobq__letters_det_avx512(const uint8_t *p, size_t n, const uint8_t prev[3], jobq__letters_det *d)
+{
+    uint8_t first[67], tail[3];
+    const uint8_t *q;
+    __m512i t1, t2, t3, c1, c2, c0f, c3, c12, ce0, cc0, sat2, sat3, c80, cur, p1, p2, p3, hi,
+        sc, must, cls;
+    uint64_t err = 0, s0 = 0, s1 = 0, l0 = 0, l1 = 0;
+    size_t i;
+
+    if (n < 64) {
+        jobq__letters_det_scalar(p, n, prev, d);
+        return;
+    }
+    t1 = tbl16(jobq__det_prev_hi);
+    t2 = tbl16(jobq__det_prev_lo);
+    t3 = tbl16(jobq__det_cur_hi);
+    c1 = tbl16(jobq__det_cls_hi);
+    c2 = tbl16(jobq__det_cls_lo);
+    c0f = _mm512_set1_epi8(0x0F);
+    c3 = _mm512_set1_epi8(3);
+    c12 = _mm512_set1_epi8(12);
+    ce0 = _mm512_set1_epi8((char)0xE0);
+    cc0 = _mm512_set1_epi8((char)0xC0);
+    c80 = _mm512_set1_epi8((char)0x80);
+    sat2 = _mm512_set1_epi8((char)(0xE0 - 0x80));
+    sat3 = _mm512_set1_epi8((char)(0xF0 - 0x80));
+    memcpy(first, prev, 3);
+    memcpy(first + 3, p, 64);
+    for (i = 0; i + 64 <= n; i += 64) {
+        /* q + 3 is the current vector, q + 2 .. q the bytes one to three back */
+        q = i == 0 ? first : p + i - 3;
+        cur = _mm512_loadu_si512((const void *)(q + 3));
+        p1 = _mm512_loadu_si512((const void *)(q + 2));
+        p2 = _mm512_loadu_si512((const void *)(q + 1));
+        p3 = _mm512_loadu_si512((const void *)q);
+        hi = _mm512_and_si512(_mm512_srli_epi16(cur, 4), c0f);
+        sc = _mm512_and_si512(
+            _mm512_and_si512(_mm512_shuffle_epi8(t1, _mm512_and_si512(_mm512_srli_epi16(p1, 4), c0f)),
+                             _mm512_shuffle_epi8(t2, _mm512_and_si512(p1, c0f))),
+            _mm512_shuffle_epi8(t3, hi));
+        must = _mm512_and_si512(_mm512_or_si512(_mm512_subs_epu8(p2, sat2), _mm512_subs_epu8(p3, sat3)),
+                                c80);
+        err += (uint64_t)__builtin_popcountll(
+            _mm512_test_epi8_mask(_mm512_xor_si512(sc, must), _mm512_xor_si512(sc, must)));
+        cls = _mm512_and_si512(_mm512_shuffle_epi8(c1, hi), _mm512_shuffle_epi8(c2, _mm512_and_si512(cur, c0f)));
+        s0 += (uint64_t)__builtin_popcountll(_mm512_test_epi8_mask(cls, c3));
+        s1 += (uint64_t)__builtin_popcountll(_mm512_test_epi8_mask(cls, c12));
+        l0 += (uint64_t)__builtin_popcountll(_mm512_cmpge_epu8_mask(cur, ce0));
+        l1 += (uint64_t)__builtin_popcountll(
+            _mm512_cmpeq_epi8_mask(_mm512_and_si512(cur, ce0), cc0));
+    }
+    d->errors += err;
+    d->score[0] += s0;
+    d->score[1] += s1;
+    d->lower[0] += l0;
+    d->lower[1] += l1;
+    if (i < n) {
+        memcpy(tail, p + i - 3, 3);
+        jobq__letters_det_scalar(p + i, n - i, tail, d);
     }
 }

@@ -106,6 +106,8 @@ void jobq__letters_det_scalar(const uint8_t *p, size_t n, const uint8_t prev[3],
                               jobq__letters_det *d);
 void jobq__letters_det_avx2(const uint8_t *p, size_t n, const uint8_t prev[3],
                             jobq__letters_det *d);
+void jobq__letters_det_avx512(const uint8_t *p, size_t n, const uint8_t prev[3],
+                              jobq__letters_det *d);
 
 void jobq__letters_sb_scalar(const uint8_t *p, size_t n, unsigned yo_byte, jobq__letters_raw *raw);
 void jobq__letters_utf8_scalar(const uint8_t *p, size_t n, jobq__letters_raw *raw);

@@ -277,11 +277,17 @@ jobq_letters_count_buffer(jobq_letters_encoding enc, const void *buf, size_t len
 /* Detection                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
-/* The detector's scan: the AVX2 version is worth it because the letter counter runs it over the
+/* The detector's scan: the vector versions are worth it because the letter counter runs it over the
  * first 64 KiB of every file, which for a tree of small files is a large share of all bytes. */
 static void
 det_scan(const uint8_t *p, size_t n, const uint8_t prev[3], jobq__letters_det *d)
 {
+#if LETTERS_X86 && defined(JOBQ_LETTERS_HAVE_AVX512)
+    if (n >= 64 && jobq_letters_kernel_supported(JOBQ_LETTERS_KERNEL_AVX512)) {
+        jobq__letters_det_avx512(p, n, prev, d);
+        return;
+    }
+#endif
 #if LETTERS_X86 && defined(JOBQ_LETTERS_HAVE_AVX2)
     if (n >= 64 && jobq_letters_kernel_supported(JOBQ_LETTERS_KERNEL_AVX2)) {
         jobq__letters_det_avx2(p, n, prev, d);
