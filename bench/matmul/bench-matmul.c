@@ -2,9 +2,13 @@
  * bench-matmul.c - GFLOP/s of jobq_matmul against OpenBLAS cblas_dgemm in the same run.
  *
  * Question: how close is the pooled row-block multiply to OpenBLAS, on 1 thread and on all
- * cores, for square N? Each (N, threads) row set is measured in interleaved rounds (every
- * implementation once per round, after one warm-up call each) so that drift of the machine
- * (frequency, neighbours) hits all of them alike; best and median of the rounds are reported.
+ * cores, for square N? Each (N, threads) row set is measured in PASSES interleaved passes;
+ * in a pass every implementation runs its share of the rounds back to back (after one warm-up
+ * call each), so that drift of the machine (frequency, neighbours) hits all of them alike while
+ * no implementation's threads run during another's calls: OpenBLAS's threads keep spinning
+ * (with sched_yield) for about 2^28 cycles after each call, which on 2 cores took a core from
+ * whatever ran next when every round called every implementation once. After an OpenBLAS block
+ * the bench sleeps OPENBLAS_QUIET_US for them to go to sleep. Best and median are reported.
  * Implementations:
  *   jobq        jobq_matmul, automatic kernel, parallel_for dispatch (pool of T-1 + caller)
  *   jobq-group  the same through a jobq_group (pool of T workers, caller waits)
@@ -45,6 +49,9 @@ char *openblas_get_config(void);
 #define BASELINE_MAX_N 1024
 #define MAX_IMPLS 6
 #define MAX_ROUNDS 200
+#define PASSES 5
+/* OpenBLAS's server threads spin 2^28 cycles (its THREAD_TIMEOUT) after a call: ~0.1 s. */
+#define OPENBLAS_QUIET_US 150000
 
 enum impl { I_JOBQ, I_GROUP, I_AVX2, I_OPENBLAS, I_NAIVE, I_TRANS, I_COUNT };
 static const char *const impl_names[I_COUNT] = {
@@ -58,6 +65,7 @@ struct bench {
     double *C, *BT;
     jobq_pool *pool;  /* T-1 workers (NULL for T = 1) */
     jobq_pool *gpool; /* T workers */
+    jobq_matmul_workspace *ws; /* reused by the jobq rows, as OpenBLAS reuses its buffer */
 };
 
 static double
@@ -114,6 +122,15 @@ over_rows(struct bench *b, jobq_range_fn fn)
     return jobq_pool_parallel_for(b->pool, 0, b->n, 1, fn, b);
 }
 
+/* Give OpenBLAS's spinning threads time to go to sleep (see the header comment). */
+static void
+quiet_pause(void)
+{
+    struct timespec ts = {0, OPENBLAS_QUIET_US * 1000L};
+
+    (void)nanosleep(&ts, NULL);
+}
+
 /* One call of implementation `im`; returns its wall time, or a negative value on error. */
 static double
 run_impl(struct bench *b, enum impl im)
@@ -124,6 +141,7 @@ run_impl(struct bench *b, enum impl im)
     int err = 0;
 
     jobq_matmul_options_init(&o);
+    o.workspace = b->ws;
     t = now_s();
     switch (im) {
     case I_JOBQ:
@@ -259,6 +277,8 @@ main(int argc, char **argv)
     printf("# threads T: jobq = pool of T-1 workers + the calling thread (parallel_for); "
            "jobq-group = pool of T workers\n");
     printf("# naive-ijk and transposed only for N <= %d\n", BASELINE_MAX_N);
+    printf("# jobq rows reuse one jobq_matmul_workspace per (N, T), as OpenBLAS reuses its "
+           "buffer; blocks of consecutive calls per implementation, %d passes\n", PASSES);
     printf("n,threads,impl,kernel,rounds,best_s,median_s,gflops,ratio_openblas\n");
     fflush(stdout);
 
@@ -292,6 +312,8 @@ main(int argc, char **argv)
             b.B = B;
             b.C = C;
             b.BT = BT;
+            if (jobq_matmul_workspace_create(&b.ws) != 0)
+                return 1;
             jobq_pool_options_init(&po);
             if (b.threads > 1) {
                 po.threads = b.threads - 1;
@@ -325,21 +347,29 @@ main(int argc, char **argv)
                 }
                 if (im == I_JOBQ)
                     est = run_impl(&b, (enum impl)im);
+                if (im == I_OPENBLAS)
+                    quiet_pause();
             }
             rounds = rounds_opt > 0 ? rounds_opt : (int)(0.4 / (est + 1e-9));
-            if (rounds < 5)
-                rounds = 5;
+            if (rounds < PASSES)
+                rounds = PASSES;
             if (rounds > MAX_ROUNDS)
                 rounds = MAX_ROUNDS;
-            for (r = 0; r < rounds; r++)
+            /* Round r belongs to pass r % PASSES; within a pass, one implementation at a time. */
+            for (int pass = 0; pass < PASSES; pass++) {
                 for (im = 0; im < I_COUNT; im++) {
                     if (!use[im])
                         continue;
-                    /* The slow baselines get 3 rounds at most. */
-                    if ((im == I_NAIVE || im == I_TRANS) && r >= 3)
-                        continue;
-                    times[im][r] = run_impl(&b, (enum impl)im);
+                    for (r = pass; r < rounds; r += PASSES) {
+                        /* The slow baselines get 3 rounds at most. */
+                        if ((im == I_NAIVE || im == I_TRANS) && r >= 3)
+                            continue;
+                        times[im][r] = run_impl(&b, (enum impl)im);
+                    }
+                    if (im == I_OPENBLAS)
+                        quiet_pause();
                 }
+            }
             flops = 2.0 * (double)n * (double)n * (double)n;
             for (im = 0; im < I_COUNT; im++) {
                 int cnt = (im == I_NAIVE || im == I_TRANS) && rounds > 3 ? 3 : rounds;
@@ -371,6 +401,7 @@ main(int argc, char **argv)
             fflush(stdout);
             jobq_pool_destroy(b.pool);
             jobq_pool_destroy(b.gpool);
+            jobq_matmul_workspace_destroy(b.ws);
         }
         free(A);
         free(B);

@@ -47,13 +47,29 @@ typedef enum jobq_matmul_dispatch {
     JOBQ_MATMUL_DISPATCH_COUNT
 } jobq_matmul_dispatch;
 
+/*
+ * Scratch memory (packed B, the per-thread slices of A) kept from one jobq_matmul call to the
+ * next. Without one, every call allocates and frees its buffers, and a fresh buffer is faulted in
+ * page by page: at N = 2048 that is 32 MiB, several milliseconds under a hypervisor, more when no
+ * huge page is free. Give a workspace to calls that repeat (as OpenBLAS keeps its own buffer).
+ * It grows to the largest call seen and is freed by _destroy.
+ * One call at a time per workspace: a call that finds it in use fails with JOBQ_EAGAIN.
+ */
+typedef struct jobq_matmul_workspace jobq_matmul_workspace;
+
+/* Create an empty workspace. Errors: JOBQ_EINVAL (ret_ws NULL), JOBQ_ENOMEM. */
+int jobq_matmul_workspace_create(jobq_matmul_workspace **ret_ws);
+/* Free ws and its buffers; NULL is a no-op. Not while a call is using it. */
+void jobq_matmul_workspace_destroy(jobq_matmul_workspace *ws);
+
 typedef struct jobq_matmul_options {
     size_t block_rows;           /* rows of C per task; 0 = automatic (several per thread) */
     jobq_matmul_kernel kernel;   /* default JOBQ_MATMUL_KERNEL_AUTO */
     jobq_matmul_dispatch dispatch; /* default JOBQ_MATMUL_PARALLEL_FOR */
+    jobq_matmul_workspace *workspace; /* default NULL: buffers allocated per call */
 } jobq_matmul_options;
 
-/* Fill *opts with the defaults (automatic block size and kernel, parallel_for). */
+/* Fill *opts with the defaults (automatic block size and kernel, parallel_for, no workspace). */
 void jobq_matmul_options_init(jobq_matmul_options *opts);
 
 /* 1 when this CPU (and this build) can run `kernel`, else 0. AUTO and GENERIC are always 1. */
@@ -73,8 +89,10 @@ int jobq_matmul_kernel_parse(const char *name, jobq_matmul_kernel *ret_kernel);
  * Errors: JOBQ_EINVAL (NULL matrix, m, n or k zero, lda < k, ldb < n, ldc < n, C overlapping A
  * or B, an unknown or unsupported kernel or dispatch), JOBQ_EOVERFLOW (a matrix extent or a
  * buffer size does not fit in size_t), JOBQ_ENOMEM, JOBQ_EDEADLK (GROUP dispatch from a worker of
- * `pool`), or an error of the pool (JOBQ_ECLOSED). On error C may be partly written.
- * Thread-safe: any number of calls may run at once, on the same pool or not.
+ * `pool`), JOBQ_EAGAIN (opts->workspace in use by another call), or an error of the pool
+ * (JOBQ_ECLOSED). On error C may be partly written.
+ * Thread-safe: any number of calls may run at once, on the same pool or not (each with its own
+ * workspace, or none).
  */
 int jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size_t lda,
                 const double *B, size_t ldb, double *C, size_t ldc,

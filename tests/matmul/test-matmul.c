@@ -7,6 +7,7 @@
  * arguments must be refused with the documented codes.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,7 +165,7 @@ Test(matmul, reference_matches_textbook_loop)
 /* The same product must come out bit for bit equal whatever the threads and blocks. */
 Test(matmul, bit_identical_across_threads_and_blocks, .timeout = 120)
 {
-    const size_t m = 211, n = 173, k = 300; /* k crosses a k-block boundary */
+    const size_t m = 211, n = 173, k = 600; /* k crosses a k-block boundary (512) */
     static const unsigned pools[] = {1, 2, 4};
     static const size_t blocks[] = {0, 1, 5, 8, 24, 64, 211};
     jobq_matmul_options o;
@@ -354,4 +355,158 @@ Test(matmul, call_from_a_worker, .timeout = 60)
     cr_assert_eq(ns.group_err, JOBQ_EDEADLK);
     cr_assert(ns.ok);
     jobq_pool_destroy(ns.pool);
+}
+
+/* B with more than 2^21 elements takes the wide-slice blocking (MC = 96): still exact and still
+ * independent of the thread count and block size. */
+Test(matmul, large_b_blocking_is_correct_and_bit_identical, .timeout = 120)
+{
+    const size_t m = 45, n = 2100, k = 1030;
+    static const size_t blocks[] = {0, 8, 13, 45};
+    jobq_matmul_options o;
+    jobq_matmul_check check;
+    jobq_pool *pool;
+    double *A, *B, *C0, *C, *R;
+    size_t bi;
+
+    rng_state = 11;
+    A = rand_matrix(m, k);
+    B = rand_matrix(k, n);
+    C0 = malloc(m * n * sizeof(double));
+    C = malloc(m * n * sizeof(double));
+    R = malloc(m * n * sizeof(double));
+    cr_assert(C0 != NULL && C != NULL && R != NULL);
+    jobq_matmul_options_init(&o);
+    cr_assert_eq(jobq_matmul(NULL, m, n, k, A, k, B, n, C0, n, &o), 0);
+    cr_assert_eq(jobq_matmul_reference(NULL, m, n, k, A, k, B, n, R, n), 0);
+    cr_assert_eq(jobq_matmul_verify(NULL, m, n, k, A, k, B, n, C0, n, R, n, &check), 0);
+    cr_assert_eq(check.failures, 0, "%zu failures", check.failures);
+    pool = make_pool(3);
+    for (bi = 0; bi < sizeof(blocks) / sizeof(blocks[0]); bi++) {
+        o.block_rows = blocks[bi];
+        cr_assert_eq(jobq_matmul(pool, m, n, k, A, k, B, n, C, n, &o), 0);
+        cr_assert(memcmp(C, C0, m * n * sizeof(double)) == 0, "block %zu differs", blocks[bi]);
+    }
+    jobq_pool_destroy(pool);
+    free(A);
+    free(B);
+    free(C0);
+    free(C);
+    free(R);
+}
+
+/* A workspace reused across calls of growing and shrinking shapes gives the same bits as fresh
+ * buffers, on a pool and without one. */
+Test(matmul, workspace_reuse_matches_fresh_buffers, .timeout = 120)
+{
+    static const size_t sh[][3] = {{7, 13, 29}, {300, 301, 302}, {1, 1, 1}, {64, 700, 33},
+                                   {129, 5, 600}, {2, 2, 2}};
+    jobq_matmul_workspace *ws = NULL;
+    jobq_matmul_options o, plain;
+    jobq_pool *pool;
+    double *A, *B, *C0, *C;
+    size_t s, m, n, k;
+    int p;
+
+    cr_assert_eq(jobq_matmul_workspace_create(NULL), JOBQ_EINVAL);
+    cr_assert_eq(jobq_matmul_workspace_create(&ws), 0);
+    jobq_matmul_workspace_destroy(NULL);
+    pool = make_pool(2);
+    jobq_matmul_options_init(&plain);
+    o = plain;
+    o.workspace = ws;
+    for (p = 0; p < 2; p++) {
+        for (s = 0; s < sizeof(sh) / sizeof(sh[0]); s++) {
+            m = sh[s][0];
+            n = sh[s][1];
+            k = sh[s][2];
+            rng_state = s + 100;
+            A = rand_matrix(m, k);
+            B = rand_matrix(k, n);
+            C0 = malloc(m * n * sizeof(double));
+            C = malloc(m * n * sizeof(double));
+            cr_assert(C0 != NULL && C != NULL);
+            cr_assert_eq(jobq_matmul(p ? pool : NULL, m, n, k, A, k, B, n, C0, n, &plain), 0);
+            cr_assert_eq(jobq_matmul(p ? pool : NULL, m, n, k, A, k, B, n, C, n, &o), 0);
+            cr_assert(memcmp(C, C0, m * n * sizeof(double)) == 0, "%zux%zux%zu, pool %d", m, k,
+                      n, p);
+            free(A);
+            free(B);
+            free(C0);
+            free(C);
+        }
+    }
+    jobq_pool_destroy(pool);
+    jobq_matmul_workspace_destroy(ws);
+}
+
+struct ws_race {
+    jobq_matmul_workspace *ws;
+    const double *A, *B, *C0;
+    size_t n;
+    int ok, busy, other;
+};
+
+static void *
+ws_race_thread(void *arg)
+{
+    struct ws_race *r = arg;
+    jobq_matmul_options o;
+    double *C = malloc(r->n * r->n * sizeof(double));
+    int i, err;
+
+    jobq_matmul_options_init(&o);
+    o.workspace = r->ws;
+    for (i = 0; i < 40 && C != NULL; i++) {
+        err = jobq_matmul(NULL, r->n, r->n, r->n, r->A, r->n, r->B, r->n, C, r->n, &o);
+        if (err == JOBQ_EAGAIN)
+            r->busy++;
+        else if (err == 0 && memcmp(C, r->C0, r->n * r->n * sizeof(double)) == 0)
+            r->ok++;
+        else
+            r->other++;
+    }
+    free(C);
+    return NULL;
+}
+
+/* Two threads sharing one workspace: each call either runs with it alone (exact result) or is
+ * refused with JOBQ_EAGAIN; never a wrong result or another error. */
+Test(matmul, shared_workspace_is_refused_not_corrupted, .timeout = 120)
+{
+    const size_t n = 150;
+    struct ws_race r[2];
+    pthread_t t[2];
+    jobq_matmul_workspace *ws;
+    double *A, *B, *C0;
+    int i;
+
+    rng_state = 5;
+    A = rand_matrix(n, n);
+    B = rand_matrix(n, n);
+    C0 = malloc(n * n * sizeof(double));
+    cr_assert(C0 != NULL);
+    cr_assert_eq(jobq_matmul(NULL, n, n, n, A, n, B, n, C0, n, NULL), 0);
+    cr_assert_eq(jobq_matmul_workspace_create(&ws), 0);
+    for (i = 0; i < 2; i++) {
+        memset(&r[i], 0, sizeof(r[i]));
+        r[i].ws = ws;
+        r[i].A = A;
+        r[i].B = B;
+        r[i].C0 = C0;
+        r[i].n = n;
+        cr_assert_eq(pthread_create(&t[i], NULL, ws_race_thread, &r[i]), 0);
+    }
+    for (i = 0; i < 2; i++)
+        cr_assert_eq(pthread_join(t[i], NULL), 0);
+    for (i = 0; i < 2; i++) {
+        cr_assert_eq(r[i].other, 0, "thread %d: %d wrong results or other errors", i,
+                     r[i].other);
+        cr_assert_eq(r[i].ok + r[i].busy, 40);
+    }
+    cr_assert_gt(r[0].ok + r[1].ok, 0);
+    jobq_matmul_workspace_destroy(ws);
+    free(A);
+    free(B);
+    free(C0);
 }

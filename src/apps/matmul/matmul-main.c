@@ -193,7 +193,9 @@ run_one(const struct opts *o, unsigned threads, size_t m, size_t n, size_t k, co
     mo.kernel = o->kernel;
     mo.dispatch = o->dispatch;
     times = calloc(o->repeat, sizeof(double));
-    if (times == NULL) {
+    /* The repeats share one workspace: a later call does not fault its buffers in again. */
+    if (times == NULL || jobq_matmul_workspace_create(&mo.workspace) != 0) {
+        free(times);
         jobq_pool_destroy(pool);
         fprintf(stderr, "jobq-matmul: out of memory\n");
         return EXIT_RUN;
@@ -210,6 +212,7 @@ run_one(const struct opts *o, unsigned threads, size_t m, size_t n, size_t k, co
         err = jobq_matmul(pool, m, n, k, A, k, B, n, C, n, &mo);
         times[r] = now_s() - t;
     }
+    jobq_matmul_workspace_destroy(mo.workspace);
     {
         if (err != 0) {
             fprintf(stderr, "jobq-matmul: multiply %zu x %zu x %zu failed: %s\n", m, k, n,

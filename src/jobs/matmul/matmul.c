@@ -18,6 +18,7 @@
  * Nothing is shared between tasks except read-only packed B; each thread has its own A buffer.
  */
 #define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,14 +28,24 @@
 #include "matmul-internal.h"
 
 /* Cache blocking. KC x nr of B (a micro-panel) and mr x KC of A stay close to the core while
- * a tile is computed; MC x KC of A (the per-thread buffer) stays in L2. MC is a multiple of
- * every mr (4, 6, 8). Values picked with bench/matmul on the development machine. */
+ * a tile is computed; MC x KC of A (the per-thread buffer) stays in L1/L2. MC is rounded up to
+ * the kernel's mr. Values picked with bench/matmul and a sweep of MC in {16, 32, 48, 96, 192},
+ * KC in {256, 512} and 4 or 16 tasks per thread on the development machine (Zen 4, 2 cores),
+ * with a workspace so that page faults stayed out of the timings: MC = 16 was fastest on both
+ * 1 and 2 threads up to N = 1024 (2 threads, N = 1024: 12.8 ms vs 15.4 ms for MC = 96, KC =
+ * 256, 4 tasks), MC = 96 from N = 2048 on (112 ms vs 128 ms for MC = 16), where each pass over
+ * the B slice is a trip to L3 that more rows of A must pay for. */
 #ifndef MM_KC
-#define MM_KC 256
+#define MM_KC 512
 #endif
-#ifndef MM_MC
-#define MM_MC 96
+#ifndef MM_MC_SMALL
+#define MM_MC_SMALL 16
 #endif
+#ifndef MM_MC_LARGE
+#define MM_MC_LARGE 96
+#endif
+/* MM_MC_LARGE when B has more elements than this (N = 1448 for square matrices). */
+#define MM_MC_LARGE_B ((size_t)1 << 21)
 /* Panels of B per outer column block (NC / nr): bounds the slice of packed B a task sweeps per
  * (k block, MC rows) so that it stays in the last-level cache. */
 #ifndef MM_NC_PANELS
@@ -46,9 +57,12 @@
 /* Largest mr * nr of any kernel (AVX-512: 8 x 24). */
 #define MM_TILE_MAX (8 * 24)
 /* Below this many B elements, packing in parallel costs more than it saves. */
-#define MM_PACK_PAR_MIN (1u << 15)
-/* Auto block size: about this many tasks per computing thread. */
-#define MM_TASKS_PER_THREAD 4
+#define MM_PACK_PAR_MIN (1u << 12)
+/* Auto block size: about this many tasks per computing thread (not fewer rows than MC): small
+ * tasks keep the last one short, which is what the 2-thread speed-up was losing with 4. */
+#ifndef MM_TASKS_PER_THREAD
+#define MM_TASKS_PER_THREAD 16
+#endif
 
 struct mm_call {
     const struct jobq__mm_kernel *kern;
@@ -59,6 +73,7 @@ struct mm_call {
     size_t npanels;      /* ceil(n / nr) */
     size_t nrtot;        /* npanels * nr */
     size_t block_rows;   /* rows of C per task */
+    size_t mc_rows;      /* rows of A packed at a time (MC, a multiple of mr) */
     size_t nblocks;
     double *apack;       /* nslots buffers of apack_len doubles */
     size_t apack_len;
@@ -66,6 +81,37 @@ struct mm_call {
     jobq_pool *pool;
     size_t panels_per_chunk;
 };
+
+struct jobq_matmul_workspace {
+    atomic_flag busy;
+    double *bpack, *apack;
+    size_t bpack_cap, apack_cap; /* in doubles */
+};
+
+int
+jobq_matmul_workspace_create(jobq_matmul_workspace **ret_ws)
+{
+    jobq_matmul_workspace *ws;
+
+    if (ret_ws == NULL)
+        return JOBQ_EINVAL;
+    ws = calloc(1, sizeof(*ws));
+    if (ws == NULL)
+        return JOBQ_ENOMEM;
+    atomic_flag_clear(&ws->busy);
+    *ret_ws = ws;
+    return 0;
+}
+
+void
+jobq_matmul_workspace_destroy(jobq_matmul_workspace *ws)
+{
+    if (ws == NULL)
+        return;
+    free(ws->bpack);
+    free(ws->apack);
+    free(ws);
+}
 
 void
 jobq_matmul_options_init(jobq_matmul_options *opts)
@@ -251,8 +297,8 @@ compute_rows(const struct mm_call *mc, double *apack, size_t r0, size_t r1)
         for (pc = 0; pc < mc->k; pc += MM_KC) {
             kcur = mc->k - pc < MM_KC ? mc->k - pc : MM_KC;
             load = pc > 0;
-            for (i0 = r0; i0 < r1; i0 += MM_MC) {
-                mcur = r1 - i0 < MM_MC ? r1 - i0 : MM_MC;
+            for (i0 = r0; i0 < r1; i0 += mc->mc_rows) {
+                mcur = r1 - i0 < mc->mc_rows ? r1 - i0 : mc->mc_rows;
                 pack_a(mc, apack, i0, mcur, pc, kcur);
                 for (jp = jc; jp < jend; jp++) {
                     const double *bp = mc->bpack + pc * mc->nrtot + jp * kcur * nr;
@@ -370,6 +416,7 @@ jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size
             const double *B, size_t ldb, double *C, size_t ldc, const jobq_matmul_options *opts)
 {
     jobq_matmul_options defaults;
+    jobq_matmul_workspace *ws;
     struct mm_call mc;
     size_t threads, mr, nr, mc_rows, total;
     int err;
@@ -413,11 +460,16 @@ jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size
     /* A buffers: one per worker (by index) and one for a calling thread that is not a worker. */
     mc.nslots = pool != NULL ? (size_t)jobq_pool_threads(pool) + 1 : 1;
 
+    mc_rows = k > MM_MC_LARGE_B / n ? MM_MC_LARGE : MM_MC_SMALL;
+    mc_rows = (mc_rows + mr - 1) / mr * mr;
     if (opts->block_rows != 0) {
         mc.block_rows = opts->block_rows;
     } else {
         /* Several blocks per thread for balance, each a whole number of register tiles. */
         mc.block_rows = (m + threads * MM_TASKS_PER_THREAD - 1) / (threads * MM_TASKS_PER_THREAD);
+        /* Not below one MC slice: a smaller block only adds per-block overhead. */
+        if (mc.block_rows < mc_rows)
+            mc.block_rows = mc_rows;
         mc.block_rows = (mc.block_rows + mr - 1) / mr * mr;
     }
     if (mc.block_rows > m)
@@ -429,14 +481,34 @@ jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size
     if (k > SIZE_MAX / sizeof(double) / mc.nrtot)
         return JOBQ_EOVERFLOW;
     total = k * mc.nrtot;
-    mc_rows = mc.block_rows < MM_MC ? mc.block_rows : MM_MC;
-    mc_rows = (mc_rows + mr - 1) / mr * mr;
+    if (mc.block_rows < mc_rows)
+        mc_rows = (mc.block_rows + mr - 1) / mr * mr;
+    mc.mc_rows = mc_rows;
     mc.apack_len = mc_rows * (k < MM_KC ? k : MM_KC);
     /* Keep every slot's buffer on its own cache lines. */
     mc.apack_len = (mc.apack_len + 7) / 8 * 8;
 
-    mc.bpack = alloc_doubles(total);
-    mc.apack = alloc_doubles(mc.apack_len * mc.nslots);
+    ws = opts->workspace;
+    if (ws != NULL) {
+        if (atomic_flag_test_and_set(&ws->busy))
+            return JOBQ_EAGAIN;
+        /* Grow, never shrink: the old contents do not matter, so free first. */
+        if (ws->bpack_cap < total) {
+            free(ws->bpack);
+            ws->bpack = alloc_doubles(total);
+            ws->bpack_cap = ws->bpack != NULL ? total : 0;
+        }
+        if (ws->apack_cap < mc.apack_len * mc.nslots) {
+            free(ws->apack);
+            ws->apack = alloc_doubles(mc.apack_len * mc.nslots);
+            ws->apack_cap = ws->apack != NULL ? mc.apack_len * mc.nslots : 0;
+        }
+        mc.bpack = ws->bpack;
+        mc.apack = ws->apack;
+    } else {
+        mc.bpack = alloc_doubles(total);
+        mc.apack = alloc_doubles(mc.apack_len * mc.nslots);
+    }
     if (mc.bpack == NULL || mc.apack == NULL) {
         err = JOBQ_ENOMEM;
         goto out;
@@ -447,7 +519,11 @@ jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size
     if (err == 0)
         err = dispatch(&mc, opts->dispatch, mc.nblocks, 1, run_blocks);
 out:
-    free(mc.bpack);
-    free(mc.apack);
+    if (ws != NULL) {
+        atomic_flag_clear(&ws->busy);
+    } else {
+        free(mc.bpack);
+        free(mc.apack);
+    }
     return err;
 }
