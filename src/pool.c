@@ -55,6 +55,10 @@
  * ping-ponging with the submitter that is writing it. */
 #define SPIN_POLLS 64
 #define SPIN_PAUSES 4
+/* parallel_for's caller, out of chunks, polls this many times (SPIN_PAUSES apart, ~20 µs in
+ * all) for the chunks still running on other threads before it sleeps: they were sized to be
+ * short, and a futex wake-up of the caller costs more than that on a hypervisor. */
+#define PFOR_WAIT_POLLS 1024
 
 #if defined(__x86_64__) || defined(__i386__)
 #define cpu_relax() __builtin_ia32_pause()
@@ -1121,6 +1125,12 @@ jobq_pool_parallel_for(jobq_pool *pool, size_t begin, size_t end, size_t grain, 
     }
 
     pfor_work(pf);
+    for (i = 0; i < PFOR_WAIT_POLLS && atomic_load(&pf->done) != nchunks; i++) {
+        unsigned p;
+
+        for (p = 0; p < SPIN_PAUSES; p++)
+            cpu_relax();
+    }
     (void)pthread_mutex_lock(&pf->lock);
     pf->waiting = 1;
     while (atomic_load(&pf->done) != nchunks)
