@@ -203,7 +203,10 @@ JOBQ_API int jobq_pool_worker_index(const jobq_pool *pool);
  * Call fn(ctx, b, e) over disjoint sub-ranges [b, e) covering [begin, end) exactly once, each at
  * most `grain` long (grain 0 = automatic), on the workers and the calling thread, and wait. Safe
  * to call from a worker (nested): the caller takes chunks itself, so it never waits on queued
- * work. Returns the first non-zero fn result (remaining chunks are skipped), else 0.
+ * work. Chunks are handed out in increasing order and a thread runs a chunk as soon as it takes
+ * it, so when a thread gets chunk c, every chunk before c has been taken by a running thread
+ * (a chunk may therefore wait for earlier chunks to finish, never for later ones).
+ * Returns the first non-zero fn result (remaining chunks are skipped), else 0.
  */
 typedef int (*jobq_range_fn)(void *ctx, size_t begin, size_t end);
 JOBQ_API int jobq_pool_parallel_for(jobq_pool *pool, size_t begin, size_t end, size_t grain,

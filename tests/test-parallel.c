@@ -259,3 +259,50 @@ Test(parallel, map_results_land_at_their_index, .timeout = 30)
     free(in);
     free(out);
 }
+
+#define ORDER_N 400
+
+struct order {
+    atomic_int ran[ORDER_N];
+    atomic_int finished;
+};
+
+/* Chunk c (grain 1) waits until every earlier chunk has finished. That must not deadlock: the
+ * documented guarantee jobq_matmul builds on is that when a thread takes chunk c, every earlier
+ * chunk is held by a running thread (a chunk taken but parked, or handed out out of order,
+ * would hang this test until its timeout). */
+static int
+order_chunk(void *ctx, size_t b, size_t e)
+{
+    struct order *o = ctx;
+    size_t c;
+
+    for (c = b; c < e; c++) {
+        while ((size_t)atomic_load(&o->finished) < c)
+            ;
+        atomic_fetch_add(&o->ran[c], 1);
+        atomic_fetch_add(&o->finished, 1);
+    }
+    return 0;
+}
+
+Test(parallel, chunks_taken_in_order_may_wait_for_earlier_ones, .timeout = 60)
+{
+    static const unsigned workers[] = {1, 2, 4};
+    struct order *o;
+    unsigned w, i;
+
+    for (w = 0; w < sizeof(workers) / sizeof(workers[0]); w++) {
+        jobq_pool *p = make_pool(workers[w], 64);
+
+        o = calloc(1, sizeof(*o));
+        cr_assert_not_null(o);
+        cr_assert_eq(jobq_pool_parallel_for(p, 0, ORDER_N, 1, order_chunk, o), 0);
+        cr_assert_eq(atomic_load(&o->finished), ORDER_N);
+        for (i = 0; i < ORDER_N; i++)
+            cr_assert_eq(atomic_load(&o->ran[i]), 1, "chunk %u ran %d times", i,
+                         atomic_load(&o->ran[i]));
+        free(o);
+        jobq_pool_destroy(p);
+    }
+}

@@ -18,6 +18,7 @@
  * Nothing is shared between tasks except read-only packed B; each thread has its own A buffer.
  */
 #define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE */
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -80,6 +81,8 @@ struct mm_call {
     size_t nslots;
     jobq_pool *pool;
     size_t panels_per_chunk;
+    size_t npack;        /* pack chunks of the fused parallel_for (see run_fused) */
+    atomic_size_t packed; /* pack chunks finished */
 };
 
 struct jobq_matmul_workspace {
@@ -354,6 +357,37 @@ run_blocks(void *ctx, size_t b0, size_t b1)
     return 0;
 }
 
+/*
+ * PARALLEL_FOR dispatch in one round: indices [0, npack) pack chunks of B, the rest row blocks.
+ * parallel_for hands indices out in increasing order and a thread runs each index it takes at
+ * once, so when a thread takes a row block every pack chunk has been taken by a running thread;
+ * it waits (briefly: one chunk) until they are all done. One round instead of two saves the
+ * second wake-up of the workers, which at N = 512 on this machine was a tenth of the speed-up.
+ */
+static int
+run_fused(void *ctx, size_t i0, size_t i1)
+{
+    struct mm_call *mc = ctx;
+    size_t i, p0, spins;
+
+    for (i = i0; i < i1; i++) {
+        if (i < mc->npack) {
+            p0 = i * mc->panels_per_chunk;
+            (void)pack_b(mc, p0,
+                         mc->npanels - p0 < mc->panels_per_chunk ? mc->npanels
+                                                                 : p0 + mc->panels_per_chunk);
+            atomic_fetch_add_explicit(&mc->packed, 1, memory_order_release);
+            continue;
+        }
+        for (spins = 0; atomic_load_explicit(&mc->packed, memory_order_acquire) < mc->npack;
+             spins++)
+            if (spins % 64 == 63)
+                (void)sched_yield(); /* oversubscribed: let the packing thread run */
+        (void)run_blocks(mc, i - mc->npack, i - mc->npack + 1);
+    }
+    return 0;
+}
+
 /* GROUP dispatch: one job per range [begin, begin + len). */
 struct mm_range_job {
     jobq_range_fn fn;
@@ -515,9 +549,16 @@ jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size
     }
 
     mc.panels_per_chunk = MM_PACK_PAR_MIN / (k * nr) + 1;
-    err = dispatch(&mc, opts->dispatch, mc.npanels, mc.panels_per_chunk, pack_b);
-    if (err == 0)
-        err = dispatch(&mc, opts->dispatch, mc.nblocks, 1, run_blocks);
+    if (opts->dispatch == JOBQ_MATMUL_PARALLEL_FOR) {
+        mc.npack = mc.npanels / mc.panels_per_chunk + (mc.npanels % mc.panels_per_chunk != 0);
+        atomic_init(&mc.packed, 0);
+        err = dispatch(&mc, opts->dispatch, mc.npack + mc.nblocks, 1, run_fused);
+    } else {
+        /* Group jobs could sit behind each other in one worker's batch: two rounds. */
+        err = dispatch(&mc, opts->dispatch, mc.npanels, mc.panels_per_chunk, pack_b);
+        if (err == 0)
+            err = dispatch(&mc, opts->dispatch, mc.nblocks, 1, run_blocks);
+    }
 out:
     if (ws != NULL) {
         atomic_flag_clear(&ws->busy);
