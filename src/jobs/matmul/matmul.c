@@ -501,10 +501,11 @@ jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size
     } else {
         /* Several blocks per thread for balance, each a whole number of register tiles. */
         mc.block_rows = (m + threads * MM_TASKS_PER_THREAD - 1) / (threads * MM_TASKS_PER_THREAD);
-        /* Not below one MC slice: a smaller block only adds per-block overhead. */
-        if (mc.block_rows < mc_rows)
-            mc.block_rows = mc_rows;
-        mc.block_rows = (mc.block_rows + mr - 1) / mr * mr;
+        /* Whole MC slices (a 96-row slice cut to 96 + 32 streams B for 32 rows only); one
+         * block when only the calling thread computes. */
+        mc.block_rows = (mc.block_rows + mc_rows - 1) / mc_rows * mc_rows;
+        if (pool == NULL)
+            mc.block_rows = m;
     }
     if (mc.block_rows > m)
         mc.block_rows = m;
