@@ -229,18 +229,26 @@ wake_all(jobq_pool *pool, atomic_uint *sleepers, pthread_cond_t *cond)
     }
 }
 
-/* A group job finished: drop the group's count and wake its waiters at zero. */
+/*
+ * A group job finished: drop the group's count and wake its waiters at zero. The last decrement
+ * happens under g->lock: the waiter sees zero only under that lock, and may free the group as
+ * soon as it does, so nothing may touch g after the unlock. (Decrementing first and locking
+ * after let a waiter return and free the group in between: ASan caught it in a matmul test.)
+ */
 static void
 group_finish(jobq_group *g, int err)
 {
+    size_t cur;
+
     record_error(&g->first_err, err);
-    /* seq_cst pairs with the waiter, which re-checks `outstanding` under g->lock. */
-    if (atomic_fetch_sub(&g->outstanding, 1) == 1) {
-        (void)pthread_mutex_lock(&g->lock);
-        if (g->waiters > 0)
-            (void)pthread_cond_broadcast(&g->done);
-        (void)pthread_mutex_unlock(&g->lock);
-    }
+    cur = atomic_load(&g->outstanding);
+    while (cur > 1)
+        if (atomic_compare_exchange_weak(&g->outstanding, &cur, cur - 1))
+            return; /* not the last: the group cannot be freed while we are here */
+    (void)pthread_mutex_lock(&g->lock);
+    if (atomic_fetch_sub(&g->outstanding, 1) == 1 && g->waiters > 0)
+        (void)pthread_cond_broadcast(&g->done);
+    (void)pthread_mutex_unlock(&g->lock);
 }
 
 /* Queued jobs that are done: run by a worker or discarded. */
@@ -989,7 +997,8 @@ jobq_group_destroy(jobq_group *group)
         return;
     if (!is_own_worker(group->pool))
         (void)jobq_group_wait(group);
-    /* The last finisher may still hold the lock to broadcast: take it once before freeing. */
+    /* The last finisher may still hold the lock (it decrements under it): take it once before
+     * freeing. */
     (void)pthread_mutex_lock(&group->lock);
     (void)pthread_mutex_unlock(&group->lock);
     (void)pthread_cond_destroy(&group->done);

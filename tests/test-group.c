@@ -242,3 +242,36 @@ Test(group, wait_from_worker, .timeout = 30)
     jobq_pool_destroy(p);
     test_gate_fini(&gate);
 }
+
+static int
+empty_job(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+/* Destroy right after wait, over and over, with jobs finishing on other threads: the last
+ * finisher must be done with the group before wait can return (under ASan a use-after-free
+ * here was a real bug, found through jobq_matmul's group dispatch). */
+Test(group, destroy_right_after_wait_is_safe, .timeout = 60)
+{
+    jobq_pool_options o;
+    jobq_pool *p = NULL;
+    jobq_group *g;
+    jobq_job job = {empty_job, NULL, NULL};
+    unsigned it, j;
+
+    jobq_pool_options_init(&o);
+    /* More workers than cores, so a finisher is often pre-empted inside group_finish; one to
+     * eight jobs per group, so the waiter often arrives just as the last one ends. */
+    o.threads = 4 * jobq_cpu_count();
+    cr_assert_eq(jobq_pool_create(&p, &o), 0);
+    for (it = 0; it < 20000; it++) {
+        cr_assert_eq(jobq_group_create(&g, p), 0);
+        for (j = 0; j < 1 + it % 8; j++)
+            cr_assert_eq(jobq_group_submit(g, &job), 0);
+        cr_assert_eq(jobq_group_wait(g), 0);
+        jobq_group_destroy(g);
+    }
+    jobq_pool_destroy(p);
+}
