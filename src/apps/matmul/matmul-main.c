@@ -76,7 +76,8 @@ usage(FILE *out)
             "  -m M, -k K          rows of A and C; columns of A = rows of B\n"
             "  -j, --threads T     computing threads (default: all %u usable cores)\n"
             "  --block ROWS        rows of C per task (default: automatic)\n"
-            "  --repeat R          run R times, report best and median (default 3)\n"
+            "  --repeat R          run R times, report best and median (default 3, or as many\n"
+            "                      as fit in about 0.1 s, at most 1000, for fast sizes)\n"
             "  --format F          table (default), json or csv\n"
             "  --verify            check C against a reference (%s) with |C-R| <= 2 k u |A||B|\n"
             "  --seed S            seed of the random inputs (default 1)\n"
@@ -172,8 +173,8 @@ run_one(const struct opts *o, unsigned threads, size_t m, size_t n, size_t k, co
     jobq_pool_options po;
     jobq_matmul_options mo;
     jobq_pool *pool = NULL;
-    double *times = NULL, t, warm_end;
-    unsigned r, workers;
+    double *times = NULL, t, warm_start, warm_end;
+    unsigned r, workers, repeat, warm_runs;
     int err;
 
     workers = o->dispatch == JOBQ_MATMUL_GROUP ? threads : threads - 1;
@@ -192,10 +193,8 @@ run_one(const struct opts *o, unsigned threads, size_t m, size_t n, size_t k, co
     mo.block_rows = o->block;
     mo.kernel = o->kernel;
     mo.dispatch = o->dispatch;
-    times = calloc(o->repeat, sizeof(double));
     /* The repeats share one workspace: a later call does not fault its buffers in again. */
-    if (times == NULL || jobq_matmul_workspace_create(&mo.workspace) != 0) {
-        free(times);
+    if (jobq_matmul_workspace_create(&mo.workspace) != 0) {
         jobq_pool_destroy(pool);
         fprintf(stderr, "jobq-matmul: out of memory\n");
         return EXIT_RUN;
@@ -203,11 +202,28 @@ run_one(const struct opts *o, unsigned threads, size_t m, size_t n, size_t k, co
     /* Untimed runs first (at least one, ~50 ms in all): they fault in C and the library's
      * buffers, wake the workers and let the CPU clock ramp up, which would otherwise land in
      * the first timings. */
-    warm_end = now_s() + 0.05;
+    warm_start = now_s();
+    warm_end = warm_start + 0.05;
+    warm_runs = 0;
     do {
         err = jobq_matmul(pool, m, n, k, A, k, B, n, C, n, &mo);
+        warm_runs++;
     } while (err == 0 && now_s() < warm_end);
-    for (r = 0; err == 0 && r < o->repeat; r++) {
+    /* Default: 3 runs, or as many as fit in about 0.1 s (at most 1000) for fast sizes, where
+     * three samples of tens of microseconds say more about the machine than the multiply. */
+    repeat = o->repeat;
+    if (repeat == 0) {
+        t = (now_s() - warm_start) / (double)warm_runs;
+        repeat = t > 0 && 0.1 / t > 3 ? (0.1 / t < 1000 ? (unsigned)(0.1 / t) : 1000) : 3;
+    }
+    times = calloc(repeat, sizeof(double));
+    if (times == NULL) {
+        jobq_matmul_workspace_destroy(mo.workspace);
+        jobq_pool_destroy(pool);
+        fprintf(stderr, "jobq-matmul: out of memory\n");
+        return EXIT_RUN;
+    }
+    for (r = 0; err == 0 && r < repeat; r++) {
         t = now_s();
         err = jobq_matmul(pool, m, n, k, A, k, B, n, C, n, &mo);
         times[r] = now_s() - t;
@@ -222,14 +238,14 @@ run_one(const struct opts *o, unsigned threads, size_t m, size_t n, size_t k, co
             return EXIT_RUN;
         }
     }
-    qsort(times, o->repeat, sizeof(double), cmp_double);
+    qsort(times, repeat, sizeof(double), cmp_double);
     res->m = m;
     res->n = n;
     res->k = k;
     res->threads = threads;
     res->best_s = times[0];
-    res->median_s = o->repeat % 2 ? times[o->repeat / 2]
-                                  : (times[o->repeat / 2 - 1] + times[o->repeat / 2]) / 2;
+    res->median_s = repeat % 2 ? times[repeat / 2]
+                               : (times[repeat / 2 - 1] + times[repeat / 2]) / 2;
     res->gflops = 2.0 * (double)m * (double)n * (double)k / res->best_s * 1e-9;
     res->speedup = 1.0;
     res->verify = "skipped";
@@ -250,6 +266,13 @@ run_one(const struct opts *o, unsigned threads, size_t m, size_t n, size_t k, co
         openblas_set_num_threads((int)threads);
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0, A,
                     (int)k, B, (int)n, 0.0, R, (int)n);
+        if (threads > 1) {
+            /* OpenBLAS's threads spin ~2^28 cycles after a call: let them go to sleep before
+             * the next configuration is timed, or they take a core from it. */
+            struct timespec quiet = {0, 150 * 1000 * 1000L};
+
+            (void)nanosleep(&quiet, NULL);
+        }
         err = 0;
         if (m > INT32_MAX || n > INT32_MAX || k > INT32_MAX)
 #endif
@@ -342,7 +365,7 @@ main(int argc, char **argv)
     uint64_t state;
 
     memset(&o, 0, sizeof(o));
-    o.repeat = 3;
+    o.repeat = 0; /* automatic, see run_one */
     o.seed = 1;
     o.kernel = JOBQ_MATMUL_KERNEL_AUTO;
     o.dispatch = JOBQ_MATMUL_PARALLEL_FOR;
@@ -516,10 +539,17 @@ main(int argc, char **argv)
         nthreads = thread_list[1] != 1 ? 2 : 1;
     }
 
-    if (o.format == FMT_TABLE)
-        printf("# jobq-matmul %s: kernel %s, %u usable cores, dispatch %s, %u repeats\n",
-               JOBQ_VERSION_STRING, kernel_name, cores,
-               o.dispatch == JOBQ_MATMUL_GROUP ? "group" : "parallel_for", o.repeat);
+    if (o.format == FMT_TABLE) {
+        if (o.repeat > 0)
+            printf("# jobq-matmul %s: kernel %s, %u usable cores, dispatch %s, %u repeats\n",
+                   JOBQ_VERSION_STRING, kernel_name, cores,
+                   o.dispatch == JOBQ_MATMUL_GROUP ? "group" : "parallel_for", o.repeat);
+        else
+            printf("# jobq-matmul %s: kernel %s, %u usable cores, dispatch %s, repeats: 3, or "
+                   "0.1 s worth for fast sizes\n",
+                   JOBQ_VERSION_STRING, kernel_name, cores,
+                   o.dispatch == JOBQ_MATMUL_GROUP ? "group" : "parallel_for");
+    }
     print_header(o.format);
     for (s = 0; s < nsizes; s++) {
         size_t m = o.m, n = o.n, k = o.k;
