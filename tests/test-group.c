@@ -255,17 +255,14 @@ empty_job(void *arg)
  * here was a real bug, found through jobq_matmul's group dispatch). */
 Test(group, destroy_right_after_wait_is_safe, .timeout = 60)
 {
-    jobq_pool_options o;
-    jobq_pool *p = NULL;
+    jobq_pool *p;
     jobq_group *g;
     jobq_job job = {empty_job, NULL, NULL};
     unsigned it, j;
 
-    jobq_pool_options_init(&o);
     /* More workers than cores, so a finisher is often pre-empted inside group_finish; one to
      * eight jobs per group, so the waiter often arrives just as the last one ends. */
-    o.threads = 4 * jobq_cpu_count();
-    cr_assert_eq(jobq_pool_create(&p, &o), 0);
+    p = make_pool(4 * jobq_cpu_count(), 64);
     for (it = 0; it < 20000; it++) {
         cr_assert_eq(jobq_group_create(&g, p), 0);
         for (j = 0; j < 1 + it % 8; j++)

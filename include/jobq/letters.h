@@ -168,6 +168,19 @@ typedef struct jobq_letters_result {
 int jobq_letters_count_fd(int fd, uint64_t begin, uint64_t end, jobq_letters_encoding enc,
                           jobq_letters_yo yo, size_t block_size, jobq_letters_result *result);
 
+/*
+ * The first `end` bytes of fd as one whole input (end == UINT64_MAX: to EOF), read into the
+ * caller's buffer buf (buf_size bytes), which already holds the file's first head_len bytes
+ * (e.g. read to detect the encoding): those are counted, not read again, reading goes on at
+ * offset head_len, and buf is reused for every block, so nothing is allocated. No look-ahead past
+ * `end`. Otherwise as jobq_letters_count_fd with begin = 0 (AUTO allowed). JOBQ_EINVAL also for
+ * buf NULL, buf_size 0, head_len > buf_size or head_len > end. result->binary looks at the
+ * head when head_len > 0.
+ */
+int jobq_letters_count_fd_from(int fd, void *buf, size_t buf_size, size_t head_len, uint64_t end,
+                               jobq_letters_encoding enc, jobq_letters_yo yo,
+                               jobq_letters_result *result);
+
 #ifdef __cplusplus
 }
 #endif

@@ -405,6 +405,50 @@ Test(letters, count_fd_random_partitions, .timeout = 120)
     free(buf);
 }
 
+/* count_fd_from: any head length (the head taken from the file itself) and any buffer size give
+ * the whole-file count, for every encoding and for AUTO; bad heads and buffers are refused. */
+Test(letters, count_fd_from_any_head_equals_whole_file, .timeout = 120)
+{
+    static const jobq_letters_encoding all[] = {JOBQ_LETTERS_UTF8, JOBQ_LETTERS_CP1251,
+                                                JOBQ_LETTERS_KOI8R, JOBQ_LETTERS_AUTO};
+    uint64_t seed = 7, size = 100000, head, block;
+    uint8_t *buf, *work;
+    unsigned ei, iter;
+    int fd;
+    jobq_letters_result whole, r;
+
+    buf = malloc(size);
+    cr_assert_not_null(buf);
+    fill_random(buf, size, &seed);
+    work = malloc(size + 70000);
+    cr_assert_not_null(work);
+    fd = temp_file(buf, size);
+    for (ei = 0; ei < 4; ei++) {
+        cr_assert_eq(jobq_letters_count_fd(fd, 0, size, all[ei], JOBQ_LETTERS_YO_SEPARATE, 0,
+                                           &whole), 0);
+        for (iter = 0; iter < 30; iter++) {
+            head = iter == 0 ? 0 : iter == 1 ? size : rnd(&seed) % size;
+            block = head + 1 + rnd(&seed) % 70000;
+            memcpy(work, buf, (size_t)head);
+            cr_assert_eq(jobq_letters_count_fd_from(fd, work, (size_t)block, (size_t)head,
+                                                    iter % 3 ? size : UINT64_MAX, all[ei],
+                                                    JOBQ_LETTERS_YO_SEPARATE, &r), 0);
+            cr_assert_eq(r.bytes, size);
+            cr_assert_eq(r.enc, whole.enc);
+            assert_counts_eq(&r.counts, &whole.counts, "head of the file");
+        }
+    }
+    cr_assert_eq(jobq_letters_count_fd_from(fd, work, 100, 11, 10, JOBQ_LETTERS_UTF8,
+                                            JOBQ_LETTERS_YO_SEPARATE, &r), JOBQ_EINVAL);
+    cr_assert_eq(jobq_letters_count_fd_from(fd, work, 10, 11, size, JOBQ_LETTERS_UTF8,
+                                            JOBQ_LETTERS_YO_SEPARATE, &r), JOBQ_EINVAL);
+    cr_assert_eq(jobq_letters_count_fd_from(fd, NULL, 10, 0, size, JOBQ_LETTERS_UTF8,
+                                            JOBQ_LETTERS_YO_SEPARATE, &r), JOBQ_EINVAL);
+    close(fd);
+    free(work);
+    free(buf);
+}
+
 Test(letters, boms_and_detection)
 {
     static const uint8_t u16[] = {0xFF, 0xFE, 0x30, 0x04, 0x31, 0x04};

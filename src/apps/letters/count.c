@@ -10,13 +10,14 @@
  *      byte-order mark is reported as unsupported, a NUL byte in the first LT_HEAD_SIZE bytes
  *      marks a binary file (skipped unless --binary), and with --encoding auto those bytes
  *      decide the encoding (jobq_letters_detect);
- *   3. count [0, size) either as one stream that starts with the block already read (the
- *      public streaming API, so no byte is read twice) or, when a pool is given and the file
+ *   3. count [0, size) either as one input that starts with the block already read
+ *      (jobq_letters_count_fd_from, so no byte is read twice) or, when a pool is given and the file
  *      is larger than split_above, as chunks spread over the pool with jobq_pool_parallel_for
  *      and jobq_letters_count_fd (the library guarantees that any partition sums to the
  *      whole-file count). A head of pure ASCII decides nothing, so such a file is counted as
  *      one stream with AUTO and the library decides on its first non-ASCII block.
- * Memory per call is one block buffer (plus the library's for chunks), whatever the file size.
+ * Memory per call is one block buffer (plus the library's for chunks), whatever the file size:
+ * jobq_letters_count_fd_from reads into the head buffer.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -132,46 +133,6 @@ count_chunks(void *arg, size_t begin, size_t end)
         c->err = err;
     (void)pthread_mutex_unlock(&c->lock);
     /* Stop the other chunks early: the file is reported as failed anyway. */
-    return err;
-}
-
-/* Count [0, end) of fd (end == UINT64_MAX: to EOF) through the streaming API, starting with
- * buf[0, n), the file's first n bytes, already read; buf (LT_BLOCK_SIZE bytes) is reused for
- * the rest. The same counts as jobq_letters_count_fd over the whole file, with one read less. */
-static int
-stream_file(int fd, unsigned char *buf, size_t n, uint64_t end, jobq_letters_encoding enc,
-            jobq_letters_yo yo, jobq_letters_result *r)
-{
-    jobq_letters_state st;
-    uint64_t off = n;
-    ssize_t got;
-    int err = 0;
-
-    memset(r, 0, sizeof *r);
-    jobq_letters_init(&st, enc);
-    if (jobq_letters_feed(&st, buf, n) != 0)
-        err = JOBQ_EINVAL; /* UTF-16 behind a non-auto encoding's back cannot happen here */
-    while (err == 0 && off < end) {
-        got = pread(fd, buf, end - off < LT_BLOCK_SIZE ? (size_t)(end - off) : LT_BLOCK_SIZE,
-                    (off_t)off);
-        if (got < 0) {
-            if (errno == EINTR)
-                continue;
-            err = -errno;
-            break;
-        }
-        if (got == 0) {
-            if (end != UINT64_MAX)
-                err = JOBQ_EIO; /* shorter than its size: it shrank */
-            break;
-        }
-        if (jobq_letters_feed(&st, buf, (size_t)got) != 0)
-            err = JOBQ_EINVAL;
-        off += (uint64_t)got;
-    }
-    r->enc = jobq_letters_finish(&st, yo, &r->counts);
-    r->bytes = off;
-    r->err = err;
     return err;
 }
 
@@ -291,7 +252,8 @@ count_open_file(const lt_config *cfg, lt_file *f, int fd, jobq_pool *pool, uint6
         r.bytes = size;
         r.err = err;
     } else {
-        err = stream_file(fd, head, (size_t)n, end, enc, cfg->yo, &r);
+        err = jobq_letters_count_fd_from(fd, head, LT_BLOCK_SIZE, (size_t)n, end, enc, cfg->yo,
+                                         &r);
         free(head);
         if (progress != NULL)
             progress(progress_ctx, end == UINT64_MAX ? r.bytes : size);

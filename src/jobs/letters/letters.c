@@ -633,12 +633,16 @@ pread_full(int fd, void *buf, size_t n, uint64_t off)
     return r;
 }
 
-int
-jobq_letters_count_fd(int fd, uint64_t begin, uint64_t end, jobq_letters_encoding enc,
-                      jobq_letters_yo yo, size_t block_size, jobq_letters_result *result)
+/* count_fd and count_fd_from: [begin, end) of fd, of which the first head_len bytes are already
+ * in buf (the caller's, block_size bytes; NULL: allocate one here); look-ahead past `end` only
+ * for a range (lookahead != 0). */
+static int
+count_range(int fd, uint8_t *buf, size_t head_len, uint64_t begin, uint64_t end,
+            jobq_letters_encoding enc, jobq_letters_yo yo, size_t block_size, int lookahead,
+            jobq_letters_result *result)
 {
     jobq_letters_state st;
-    uint8_t *buf;
+    uint8_t *own = NULL;
     uint8_t look[3];
     uint64_t off, want;
     ssize_t r;
@@ -650,22 +654,32 @@ jobq_letters_count_fd(int fd, uint64_t begin, uint64_t end, jobq_letters_encodin
     result->enc = enc;
     if (fd < 0 || begin > end || (unsigned)enc >= JOBQ_LETTERS_ENCODING_COUNT ||
         (enc == JOBQ_LETTERS_AUTO && begin > 0) || (unsigned)yo > JOBQ_LETTERS_YO_IGNORE ||
+        head_len > end - begin || (buf != NULL && (block_size == 0 || head_len > block_size)) ||
         (sizeof(off_t) < 8 && end != UINT64_MAX && end > (uint64_t)INT32_MAX)) {
         result->err = JOBQ_EINVAL;
         return result->err;
     }
-    if (block_size == 0)
-        block_size = 256 * 1024;
-    buf = malloc(block_size);
     if (buf == NULL) {
-        result->err = JOBQ_ENOMEM;
-        return result->err;
+        if (block_size == 0)
+            block_size = 256 * 1024;
+        buf = own = malloc(block_size);
+        if (buf == NULL) {
+            result->err = JOBQ_ENOMEM;
+            return result->err;
+        }
     }
     jobq_letters_init(&st, enc);
     err = 0;
     first = 1;
     off = begin;
-    while (off < end) {
+    if (head_len > 0) {
+        result->binary = memchr(buf, 0, head_len) != NULL;
+        first = 0;
+        if (jobq_letters_feed(&st, buf, head_len) != 0)
+            err = JOBQ_EINVAL; /* UTF-16: unsupported */
+        off += head_len;
+    }
+    while (err == 0 && off < end) {
         want = end - off < block_size ? end - off : block_size;
         r = pread_full(fd, buf, (size_t)want, off);
         if (r < 0) {
@@ -680,21 +694,35 @@ jobq_letters_count_fd(int fd, uint64_t begin, uint64_t end, jobq_letters_encodin
         if (first && memchr(buf, 0, (size_t)r) != NULL)
             result->binary = 1;
         first = 0;
-        if (jobq_letters_feed(&st, buf, (size_t)r) != 0) {
-            off += (uint64_t)r;
+        if (jobq_letters_feed(&st, buf, (size_t)r) != 0)
             err = JOBQ_EINVAL; /* UTF-16: unsupported */
-            break;
-        }
         off += (uint64_t)r;
     }
-    if (err == 0 && end != UINT64_MAX) {
+    if (err == 0 && lookahead && end != UINT64_MAX) {
         r = pread_full(fd, look, sizeof(look), end);
         if (r > 0)
             feed_lookahead(&st, look, (size_t)r);
     }
-    free(buf);
+    free(own);
     result->enc = jobq_letters_finish(&st, yo, &result->counts);
     result->bytes = off - begin;
     result->err = err;
     return err;
+}
+
+int
+jobq_letters_count_fd(int fd, uint64_t begin, uint64_t end, jobq_letters_encoding enc,
+                      jobq_letters_yo yo, size_t block_size, jobq_letters_result *result)
+{
+    return count_range(fd, NULL, 0, begin, end, enc, yo, block_size, 1, result);
+}
+
+int
+jobq_letters_count_fd_from(int fd, void *buf, size_t buf_size, size_t head_len, uint64_t end,
+                           jobq_letters_encoding enc, jobq_letters_yo yo,
+                           jobq_letters_result *result)
+{
+    if (buf == NULL)
+        return result != NULL ? (result->err = JOBQ_EINVAL) : JOBQ_EINVAL;
+    return count_range(fd, buf, head_len, 0, end, enc, yo, buf_size, 0, result);
 }
