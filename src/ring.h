@@ -179,11 +179,12 @@ jobq__ring_pushed(const struct jobq__ring *r)
 }
 
 /* Take up to max (>= 1) entries from the head into out[]; with `half`, only half (rounded up)
- * of the run of ready entries found. Returns how many (0 = empty); *ret_left (if not NULL)
- * tells whether ready entries were left behind. */
+ * of the run of ready entries found. Returns how many (0 = empty); *ret_found (if not NULL)
+ * gets the length of that run (at most max): more than the return value means ready entries
+ * were left behind. */
 static inline size_t
 jobq__ring_try_pop(struct jobq__ring *r, struct jobq__entry *out, size_t max, int half,
-                   int *ret_left)
+                   size_t *ret_found)
 {
     size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
     size_t k, i, found;
@@ -213,8 +214,8 @@ jobq__ring_try_pop(struct jobq__ring *r, struct jobq__entry *out, size_t max, in
             pos = atomic_load_explicit(&r->head, memory_order_relaxed);
         }
     }
-    if (ret_left != NULL)
-        *ret_left = found > k;
+    if (ret_found != NULL)
+        *ret_found = found;
     for (i = 0; i < k; i++) {
         struct jobq__cell *c = jobq__ring_cell(r, pos + i);
         out[i] = c->e;
