@@ -29,8 +29,8 @@
  *                taking chunks of 64 tasks off one atomic counter. The machine's own ceiling:
  *                what is lost here (timer ticks, the clock source, SMT siblings, neighbours) is
  *                lost by every system, and ratio_vs_raw puts that aside.
- * All configurations are run once per round, round after round (ABAB...), so drift of the
- * machine hits them alike; the row reports median/min/max over the rounds. Every run checks
+ * All configurations are run once per round, round after round, each round starting one system
+ * later and every run after a 20 ms pause, so drift of the machine hits them alike; the row reports median/min/max over the rounds. Every run checks
  * that exactly `tasks` tasks ran (per-thread counters, no shared cache line per task).
  *
  * efficiency = tasks_per_s / (threads * 1e9 / task_ns); ratio_vs_glib = tasks_per_s / GLib's
@@ -630,6 +630,18 @@ run_once(enum sys s, unsigned threads, uint64_t n, struct task_ctx *ctx, struct 
     return 0;
 }
 
+/*
+ * Pause between runs: threads of the run before (OpenMP's spin-waiting team, a pool's workers
+ * still searching, threads being reaped) must not take a core from the next run's workers.
+ */
+static void
+settle(void)
+{
+    struct timespec ts = {0, 20 * 1000 * 1000};
+
+    (void)nanosleep(&ts, NULL);
+}
+
 /* Start the long-lived peers' threads once, outside any timed region. */
 static void
 warm_up_peers(unsigned threads, const int *want)
@@ -746,7 +758,7 @@ main(int argc, char **argv)
     double task_ns[W_COUNT];
     char extra[256], envbuf[32];
     struct bench_machine m0, m1;
-    unsigned rep;
+    unsigned rep, k;
     int i, s, w;
 
     for (s = 0; s < S_COUNT; s++)
@@ -888,9 +900,13 @@ main(int argc, char **argv)
         for (w = 0; w < W_COUNT; w++) {
             if (!want_wl[w])
                 continue;
-            for (s = 0; s < S_COUNT; s++) {
+            for (k = 0; k < S_COUNT; k++) {
+                /* Each round starts one system later, so no system always runs right after the
+                 * same one (whatever a run leaves behind then lands on every system alike). */
+                s = (int)((k + rep) % S_COUNT);
                 if (!want_sys[s] || rows[s][w].valid < 0)
                     continue;
+                settle();
                 if (run_once((enum sys)s, threads, rows[s][w].tasks, &ctx[w],
                              &samples[s][w][rep]) != 0) {
                     rows[s][w].valid = -1;
