@@ -29,6 +29,8 @@
  *                taking chunks of 64 tasks off one atomic counter. The machine's own ceiling:
  *                what is lost here (timer ticks, the clock source, SMT siblings, neighbours) is
  *                lost by every system, and ratio_vs_raw puts that aside.
+ * Before the runs, a probe line gives the two costs behind every cross-thread hand-off here: a
+ * cache line's round trip between two spinning threads, and a condvar wake-up's round trip.
  * All configurations are run once per round, round after round, each round starting one system
  * later and every run after a 20 ms pause, so drift of the machine hits them alike; the row reports median/min/max over the rounds. Every run checks
  * that exactly `tasks` tasks ran (per-thread counters, no shared cache line per task).
@@ -663,6 +665,91 @@ warm_up_peers(unsigned threads, const int *want)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Machine probe: the two costs every pool pays between threads on different cores             */
+
+/*
+ * Ping-pong a counter between this thread and one other: `spin` = both spin on a cache line
+ * (the line's round trip between their cores), else both sleep on a condition variable (a
+ * wake-up's round trip through the kernel). Returns ns per round trip, or 0 if the thread could
+ * not be started. Two spinning threads land on different cores when at least two are usable.
+ */
+struct probe {
+    _Alignas(64) atomic_ulong turn;
+    unsigned long rounds;
+    int spin;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+};
+
+/* Wait until p->turn == want, then hand the turn on to want + 1. */
+static void
+probe_step(struct probe *p, unsigned long want)
+{
+    if (p->spin) {
+        while (atomic_load_explicit(&p->turn, memory_order_acquire) != want)
+            ;
+        atomic_store_explicit(&p->turn, want + 1, memory_order_release);
+        return;
+    }
+    (void)pthread_mutex_lock(&p->lock);
+    while (atomic_load_explicit(&p->turn, memory_order_relaxed) != want)
+        (void)pthread_cond_wait(&p->cond, &p->lock);
+    atomic_store_explicit(&p->turn, want + 1, memory_order_relaxed);
+    (void)pthread_cond_signal(&p->cond);
+    (void)pthread_mutex_unlock(&p->lock);
+}
+
+static void *
+probe_partner(void *arg)
+{
+    struct probe *p = arg;
+    unsigned long i;
+
+    for (i = 0; i < p->rounds; i++)
+        probe_step(p, 2 * i + 1);
+    return NULL;
+}
+
+static double
+probe_round_trip_ns(int spin, unsigned long rounds)
+{
+    struct probe p;
+    pthread_t t;
+    unsigned long i;
+    uint64_t t0, t1;
+
+    memset(&p, 0, sizeof(p));
+    atomic_init(&p.turn, 0);
+    p.rounds = rounds;
+    p.spin = spin;
+    (void)pthread_mutex_init(&p.lock, NULL);
+    (void)pthread_cond_init(&p.cond, NULL);
+    if (pthread_create(&t, NULL, probe_partner, &p) != 0)
+        return 0;
+    t0 = bench_now_ns();
+    for (i = 0; i < rounds; i++)
+        probe_step(&p, 2 * i);
+    t1 = bench_now_ns();
+    (void)pthread_join(t, NULL);
+    (void)pthread_cond_destroy(&p.cond);
+    (void)pthread_mutex_destroy(&p.lock);
+    return (double)(t1 - t0) / (double)rounds;
+}
+
+/* Print the probe's line: what a cross-core hand-off costs on this machine. */
+static void
+print_machine_probe(void)
+{
+    if (jobq_cpu_count() < 2) {
+        printf("# machine probe: skipped (1 usable core)\n");
+        return;
+    }
+    printf("# machine probe: cache-line round trip between 2 spinning threads %.0f ns; "
+           "condvar wake-up round trip %.1f us\n",
+           probe_round_trip_ns(1, 200000), probe_round_trip_ns(0, 5000) / 1000.0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Driver                                                                                      */
 
 struct row {
@@ -879,6 +966,8 @@ main(int argc, char **argv)
            sys_available(S_GLIB) ? "yes" : "no", sys_available(S_UV) ? "yes" : "no",
            sys_available(S_OMP_TASK) ? "yes" : "no");
     printf("# task_ns = measured inline cost of one task (clock-spin overshoot included)\n");
+    if (!point)
+        print_machine_probe();
     fflush(stdout);
 
     for (w = 0; w < W_COUNT; w++)
