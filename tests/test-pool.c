@@ -933,7 +933,7 @@ baseline_threads(void)
     jobq_pool *p = make_pool(2, 2);
 
     jobq_pool_destroy(p);
-    return test_thread_count();
+    return test_thread_count_settled(-1);
 }
 
 Test(pool, worker_init_failure_fails_create_and_joins, .timeout = 30)
@@ -959,7 +959,7 @@ Test(pool, worker_init_failure_fails_create_and_joins, .timeout = 30)
     }
     /* Every started thread was joined: the process is back to its own threads. (Leaks of
      * memory are LeakSanitizer's to find in the asan build.) */
-    after = test_thread_count();
+    after = test_thread_count_settled(before);
     if (before > 0)
         cr_expect_eq(after, before, "%d threads before, %d after failed creates", before, after);
 }
@@ -986,7 +986,7 @@ Test(pool, create_destroy_1000_times, .timeout = 60)
     /* destroy drains: every accepted job ran. */
     cr_expect_eq(atomic_load(&a.runs), (unsigned)(rounds - (rounds + 2) / 3));
     cr_expect_eq(atomic_load(&a.done_ok), atomic_load(&a.runs));
-    after = test_thread_count();
+    after = test_thread_count_settled(before);
     if (before > 0)
         cr_expect_eq(after, before, "threads left behind: %d before, %d after", before, after);
 }

@@ -124,4 +124,28 @@ test_thread_count(void)
     return n;
 }
 
+/*
+ * Threads of this process once those that are exiting are gone, or -1 when unknown. A joined
+ * thread can still be listed in /proc/self/task for a moment after pthread_join returned (the
+ * kernel wakes the joiner when the thread releases its memory, before the thread is reaped),
+ * so a single reading right after a join can count it. This polls (up to ~2 s) until
+ * the count is at most `want` (want >= 0), or until two readings 5 ms apart agree (want < 0).
+ */
+static inline int
+test_thread_count_settled(int want)
+{
+    int n = test_thread_count(), i, m;
+
+    for (i = 0; i < 400 && n > 0; i++) {
+        if (want >= 0 && n <= want)
+            break;
+        test_sleep_ms(5);
+        m = test_thread_count();
+        if (want < 0 && m == n)
+            break;
+        n = m;
+    }
+    return n;
+}
+
 #endif /* JOBQ_TEST_UTIL_H */
