@@ -24,7 +24,9 @@
  * So unless --keep-openblas-coretype is given, the bench re-executes itself once without that
  * variable and says so in a '#' line: OpenBLAS then picks its own best kernel.
  * Usage: bench-matmul [--sizes 128,256,...] [--threads 1,2] [--rounds R]
- *                     [--keep-openblas-coretype]
+ *                     [--impls jobq,openblas,...] [--keep-openblas-coretype]
+ * --impls keeps only the named implementations (for quick comparisons, e.g. a tuning sweep);
+ * an implementation that does not apply (no OpenBLAS, baselines above N = 1024) stays out.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -187,6 +189,30 @@ cmp_double(const void *x, const void *y)
     return (a > c) - (a < c);
 }
 
+/* Comma-separated implementation names into want[]; returns -1 on an unknown name. */
+static int
+parse_impls(const char *s, int *want)
+{
+    int im;
+
+    for (im = 0; im < I_COUNT; im++)
+        want[im] = 0;
+    while (*s != '\0') {
+        size_t len = strcspn(s, ",");
+
+        for (im = 0; im < I_COUNT; im++)
+            if (strlen(impl_names[im]) == len && strncmp(s, impl_names[im], len) == 0)
+                break;
+        if (im == I_COUNT)
+            return -1;
+        want[im] = 1;
+        s += len;
+        if (*s == ',')
+            s++;
+    }
+    return 0;
+}
+
 static int
 parse_list(const char *s, size_t *out, size_t max)
 {
@@ -211,6 +237,7 @@ main(int argc, char **argv)
 {
     size_t sizes[32] = {128, 256, 512, 1000, 1023, 1024, 2048}, tlist[8];
     int nsizes = 7, nthreads, rounds_opt = 0, i, have_openblas = 0, avx2;
+    int want[I_COUNT];
     unsigned cores = jobq_cpu_count();
     time_t now = time(NULL);
     char date[64];
@@ -231,6 +258,8 @@ main(int argc, char **argv)
         }
     }
 #endif
+    for (i = 0; i < I_COUNT; i++)
+        want[i] = 1;
     tlist[0] = 1;
     tlist[1] = cores;
     nthreads = cores > 1 ? 2 : 1;
@@ -243,9 +272,14 @@ main(int argc, char **argv)
             continue;
         } else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
             rounds_opt = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--impls") == 0 && i + 1 < argc) {
+            if (parse_impls(argv[++i], want) != 0) {
+                fprintf(stderr, "bench-matmul: --impls: unknown name in '%s'\n", argv[i]);
+                return 2;
+            }
         } else {
             fprintf(stderr, "usage: bench-matmul [--sizes N,N,...] [--threads T,T,...] "
-                            "[--rounds R] [--keep-openblas-coretype]\n");
+                            "[--rounds R] [--impls NAME,...] [--keep-openblas-coretype]\n");
             return 2;
         }
     }
@@ -332,6 +366,8 @@ main(int argc, char **argv)
             use[I_AVX2] = avx2 && jobq_matmul_kernel_best() != JOBQ_MATMUL_KERNEL_AVX2;
             use[I_OPENBLAS] = have_openblas;
             use[I_NAIVE] = use[I_TRANS] = n <= BASELINE_MAX_N;
+            for (im = 0; im < I_COUNT; im++)
+                use[im] = use[im] && want[im];
 
             /* Warm-up, and a time estimate to pick the number of rounds (~1.5 s per row set
              * for the fast ones, at least 5 rounds). */

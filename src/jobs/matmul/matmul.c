@@ -47,10 +47,14 @@
 #endif
 /* MM_MC_LARGE when B has more elements than this (N = 1448 for square matrices). */
 #define MM_MC_LARGE_B ((size_t)1 << 21)
-/* Panels of B per outer column block (NC / nr): bounds the slice of packed B a task sweeps per
- * (k block, MC rows) so that it stays in the last-level cache. */
-#ifndef MM_NC_PANELS
-#define MM_NC_PANELS 64
+/* Columns of B per outer column block (NC): bounds the slice of packed B a task sweeps per
+ * (k block, MC rows), KC x NC doubles = 8 MiB, so that it stays in the last-level cache. Every
+ * column block re-packs the task's rows of A and re-reads its C tiles, so NC is as wide as that
+ * allows. It was 64 panels (512 columns for the AVX2 kernel, 1536 for AVX-512); on a Zen 3
+ * machine (AVX2) 2048 columns took N = 1000 on 1 thread from 0.92 to 0.96 of OpenBLAS (medians
+ * of 4 alternating runs of bench-matmul, 2026-12-01). Rounded down to whole panels. */
+#ifndef MM_NC_COLS
+#define MM_NC_COLS 2048
 #endif
 #define MM_ALIGN 64
 #define MM_HUGE_PAGE ((size_t)2 << 20)
@@ -321,14 +325,14 @@ pack_a(const struct mm_call *mc, double *dst, size_t i0, size_t mcur, size_t pc,
 static void
 compute_rows(const struct mm_call *mc, double *apack, size_t r0, size_t r1)
 {
-    const size_t mr = mc->kern->mr, nr = mc->kern->nr;
+    const size_t mr = mc->kern->mr, nr = mc->kern->nr, nc_panels = MM_NC_COLS / nr;
     const jobq__mm_kernel_fn kern = mc->kern->fn;
     size_t i0, pc, jc, jend, jp, ir, mcur, kcur, mrcur, ncur, r;
     _Alignas(MM_ALIGN) double tile[MM_TILE_MAX];
     int load;
 
-    for (jc = 0; jc < mc->npanels; jc += MM_NC_PANELS) {
-        jend = mc->npanels - jc < MM_NC_PANELS ? mc->npanels : jc + MM_NC_PANELS;
+    for (jc = 0; jc < mc->npanels; jc += nc_panels) {
+        jend = mc->npanels - jc < nc_panels ? mc->npanels : jc + nc_panels;
         for (pc = 0; pc < mc->k; pc += MM_KC) {
             kcur = mc->k - pc < MM_KC ? mc->k - pc : MM_KC;
             load = pc > 0;
