@@ -48,13 +48,14 @@
 /* MM_MC_LARGE when B has more elements than this (N = 1448 for square matrices). */
 #define MM_MC_LARGE_B ((size_t)1 << 21)
 /* Columns of B per outer column block (NC): bounds the slice of packed B a task sweeps per
- * (k block, MC rows), KC x NC doubles = 8 MiB, so that it stays in the last-level cache. Every
+ * (k block, MC rows), KC x NC doubles = 4 MiB, so that it stays in the last-level cache. Every
  * column block re-packs the task's rows of A and re-reads its C tiles, so NC is as wide as that
- * allows. It was 64 panels (512 columns for the AVX2 kernel, 1536 for AVX-512); on a Zen 3
- * machine (AVX2) 2048 columns took N = 1000 on 1 thread from 0.92 to 0.96 of OpenBLAS (medians
- * of 4 alternating runs of bench-matmul, 2026-12-01). Rounded down to whole panels. */
+ * allows. It was 64 panels (512 columns for the AVX2 kernel, 1536 for AVX-512). On a Zen 3 VM
+ * (AVX2 kernel), medians of 4 alternating bench-matmul runs, ratio to OpenBLAS, 2026-12-01:
+ * N = 1000, 1 thread: 0.917 (512 columns), 0.958 (2048), 0.947 (1024); N = 2048, 1 thread:
+ * 0.971, 0.958, 1.000; the best times were 1024's or within 3 % of the best. Whole panels. */
 #ifndef MM_NC_COLS
-#define MM_NC_COLS 2048
+#define MM_NC_COLS 1024
 #endif
 #define MM_ALIGN 64
 #define MM_HUGE_PAGE ((size_t)2 << 20)
