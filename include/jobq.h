@@ -156,8 +156,10 @@ JOBQ_API int jobq_pool_create(jobq_pool **ret_pool, const jobq_pool_options *opt
 /*
  * Queue a job. Blocks while the queue is full (backpressure) - except when called from one of
  * this pool's own workers: then, rather than wait for a queue only it could drain (deadlock with
- * one worker), the job runs inline on the calling thread ("caller runs"). Errors: JOBQ_EINVAL
- * (NULL pool/job/run), JOBQ_ECLOSED (after shutdown began). Thread-safe.
+ * one worker), the job runs inline on the calling thread ("caller runs"). A blocked caller
+ * first polls the queue for up to ~30 us while the workers drain it fast enough to make room
+ * within that time (short jobs), and otherwise sleeps until half the queue is free.
+ * Errors: JOBQ_EINVAL (NULL pool/job/run), JOBQ_ECLOSED (after shutdown began). Thread-safe.
  */
 JOBQ_API int jobq_pool_submit(jobq_pool *pool, const jobq_job *job);
 /* As submit, but returns JOBQ_EAGAIN instead of blocking (from workers too). */

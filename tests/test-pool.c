@@ -546,6 +546,68 @@ blocked_submitter(void *arg)
     return NULL;
 }
 
+/* Submitter whose CPU time is measured while it is blocked on a full queue. */
+struct cpu_submit {
+    jobq_pool *p;
+    atomic_int returned;
+    int r;
+    double cpu_s;
+};
+
+static void *
+cpu_submitter(void *arg)
+{
+    struct cpu_submit *c = arg;
+    jobq_job job = {acct_run, NULL, NULL};
+    static struct acct dummy;
+    struct timespec t0, t1;
+
+    job.arg = &dummy;
+    (void)clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    c->r = jobq_pool_submit(c->p, &job);
+    (void)clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+    c->cpu_s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    atomic_store(&c->returned, 1);
+    return NULL;
+}
+
+/*
+ * A submitter that finds the queue full may poll it briefly while workers drain it fast, but
+ * behind a job that does not finish it must sleep: here it stays blocked for 300 ms and may use
+ * a small fraction of that in CPU time (the bounded poll is microseconds; the bound is loose
+ * enough for sanitizer builds). Then the job ends and the submit goes through.
+ */
+Test(pool, submitter_blocked_behind_slow_jobs_sleeps, .timeout = 30)
+{
+    jobq_pool *p = make_pool(1, 2);
+    struct test_gate g;
+    jobq_job gate_job = {gate_run, NULL, NULL}, filler = {acct_run, NULL, NULL};
+    struct acct a;
+    struct cpu_submit c;
+    pthread_t t;
+
+    test_gate_init(&g);
+    memset(&a, 0, sizeof(a));
+    gate_job.arg = &g;
+    filler.arg = &a;
+    cr_assert_eq(jobq_pool_submit(p, &gate_job), 0);
+    test_gate_await_arrivals(&g, 1);
+    cr_assert_eq(jobq_pool_submit(p, &filler), 0);
+    cr_assert_eq(jobq_pool_submit(p, &filler), 0);
+    memset(&c, 0, sizeof(c));
+    c.p = p;
+    cr_assert_eq(pthread_create(&t, NULL, cpu_submitter, &c), 0);
+    test_sleep_ms(300);
+    cr_expect_eq(atomic_load(&c.returned), 0, "submit returned although the queue was full");
+    test_gate_open(&g);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_expect_eq(c.r, 0);
+    cr_expect_lt(c.cpu_s, 0.05, "blocked submitter used %.3f s of CPU in 0.3 s", c.cpu_s);
+    cr_expect_eq(jobq_pool_wait(p), 0);
+    jobq_pool_destroy(p);
+    test_gate_fini(&g);
+}
+
 Test(pool, shutdown_wakes_blocked_submitter, .timeout = 30)
 {
     jobq_pool *p = make_pool(1, 2);
