@@ -526,11 +526,13 @@ Test(pool, submit_after_shutdown_and_double_shutdown, .timeout = 10)
     jobq_pool_destroy(p);
 }
 
-/* A producer blocked on a full queue is woken by shutdown and fails instead of hanging. */
+/* A producer blocked on a full queue: what submit returned, and the CPU time it took. */
 struct blocked_submit {
     jobq_pool *p;
+    pthread_t thread;
     atomic_int returned;
     int r;
+    double cpu_s;
 };
 
 static void *
@@ -539,36 +541,34 @@ blocked_submitter(void *arg)
     struct blocked_submit *b = arg;
     jobq_job job = {acct_run, NULL, NULL};
     static struct acct dummy;
-
-    job.arg = &dummy;
-    b->r = jobq_pool_submit(b->p, &job);
-    atomic_store(&b->returned, 1);
-    return NULL;
-}
-
-/* Submitter whose CPU time is measured while it is blocked on a full queue. */
-struct cpu_submit {
-    jobq_pool *p;
-    atomic_int returned;
-    int r;
-    double cpu_s;
-};
-
-static void *
-cpu_submitter(void *arg)
-{
-    struct cpu_submit *c = arg;
-    jobq_job job = {acct_run, NULL, NULL};
-    static struct acct dummy;
     struct timespec t0, t1;
 
     job.arg = &dummy;
     (void)clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
-    c->r = jobq_pool_submit(c->p, &job);
+    b->r = jobq_pool_submit(b->p, &job);
     (void)clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
-    c->cpu_s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
-    atomic_store(&c->returned, 1);
+    b->cpu_s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    atomic_store(&b->returned, 1);
     return NULL;
+}
+
+/* Fill p (1 worker, capacity 2) behind a job held at gate g, with two jobs counted in *a, then
+ * start b's thread, whose submit finds the queue full. */
+static void
+start_blocked_submitter(jobq_pool *p, struct test_gate *g, struct acct *a,
+                        struct blocked_submit *b)
+{
+    jobq_job gate_job = {gate_run, NULL, NULL}, filler = {acct_run, acct_done, NULL};
+
+    gate_job.arg = g;
+    filler.arg = a;
+    cr_assert_eq(jobq_pool_submit(p, &gate_job), 0);
+    test_gate_await_arrivals(g, 1);
+    cr_assert_eq(jobq_pool_submit(p, &filler), 0);
+    cr_assert_eq(jobq_pool_submit(p, &filler), 0);
+    memset(b, 0, sizeof(*b));
+    b->p = p;
+    cr_assert_eq(pthread_create(&b->thread, NULL, blocked_submitter, b), 0);
 }
 
 /*
@@ -581,56 +581,38 @@ Test(pool, submitter_blocked_behind_slow_jobs_sleeps, .timeout = 30)
 {
     jobq_pool *p = make_pool(1, 2);
     struct test_gate g;
-    jobq_job gate_job = {gate_run, NULL, NULL}, filler = {acct_run, NULL, NULL};
+    struct blocked_submit b;
     struct acct a;
-    struct cpu_submit c;
-    pthread_t t;
 
     test_gate_init(&g);
     memset(&a, 0, sizeof(a));
-    gate_job.arg = &g;
-    filler.arg = &a;
-    cr_assert_eq(jobq_pool_submit(p, &gate_job), 0);
-    test_gate_await_arrivals(&g, 1);
-    cr_assert_eq(jobq_pool_submit(p, &filler), 0);
-    cr_assert_eq(jobq_pool_submit(p, &filler), 0);
-    memset(&c, 0, sizeof(c));
-    c.p = p;
-    cr_assert_eq(pthread_create(&t, NULL, cpu_submitter, &c), 0);
+    start_blocked_submitter(p, &g, &a, &b);
     test_sleep_ms(300);
-    cr_expect_eq(atomic_load(&c.returned), 0, "submit returned although the queue was full");
+    cr_expect_eq(atomic_load(&b.returned), 0, "submit returned although the queue was full");
     test_gate_open(&g);
-    cr_assert_eq(pthread_join(t, NULL), 0);
-    cr_expect_eq(c.r, 0);
-    cr_expect_lt(c.cpu_s, 0.05, "blocked submitter used %.3f s of CPU in 0.3 s", c.cpu_s);
+    cr_assert_eq(pthread_join(b.thread, NULL), 0);
+    cr_expect_eq(b.r, 0);
+    cr_expect_lt(b.cpu_s, 0.05, "blocked submitter used %.3f s of CPU in 0.3 s", b.cpu_s);
     cr_expect_eq(jobq_pool_wait(p), 0);
+    cr_expect_eq(atomic_load(&a.runs), 2);
     jobq_pool_destroy(p);
     test_gate_fini(&g);
 }
 
+/* A producer blocked on a full queue is woken by shutdown and fails instead of hanging. */
 Test(pool, shutdown_wakes_blocked_submitter, .timeout = 30)
 {
     jobq_pool *p = make_pool(1, 2);
     struct test_gate g;
     struct blocked_submit b;
-    jobq_job gate_job = {gate_run, NULL, NULL}, filler = {acct_run, acct_done, NULL};
     jobq_pool_stats st;
     struct acct a;
-    pthread_t t;
     size_t discarded = 0;
 
     test_gate_init(&g);
     memset(&a, 0, sizeof(a));
     a.open_on_cancel = &g;
-    gate_job.arg = &g;
-    filler.arg = &a;
-    cr_assert_eq(jobq_pool_submit(p, &gate_job), 0);
-    test_gate_await_arrivals(&g, 1);
-    cr_assert_eq(jobq_pool_submit(p, &filler), 0);
-    cr_assert_eq(jobq_pool_submit(p, &filler), 0);
-    memset(&b, 0, sizeof(b));
-    b.p = p;
-    cr_assert_eq(pthread_create(&t, NULL, blocked_submitter, &b), 0);
+    start_blocked_submitter(p, &g, &a, &b);
     /* Wait until it really blocked (counted), then shut down under it. */
     do {
         test_sleep_ms(1);
@@ -638,7 +620,7 @@ Test(pool, shutdown_wakes_blocked_submitter, .timeout = 30)
     } while (st.producer_blocks == 0);
     cr_expect_eq(atomic_load(&b.returned), 0);
     cr_assert_eq(jobq_pool_shutdown(p, JOBQ_DISCARD, &discarded), 0);
-    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_eq(pthread_join(b.thread, NULL), 0);
     cr_expect_eq(b.r, JOBQ_ECLOSED);
     cr_expect_eq(discarded, 2);
     cr_expect_eq(st.queue_high_water, 2);
