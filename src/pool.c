@@ -10,8 +10,10 @@
  *     seq_cst fence (the Dekker pattern below), and a submitter wakes one idle worker at a time,
  *     counting wake-ups still in flight;
  *   - a worker spins briefly on an empty ring before sleeping (a job usually follows at once);
- *   - a blocked submitter is woken only once the ring has drained to a low-water mark (half the
- *     capacity), so it refills in one burst instead of pre-empting a busy worker per job;
+ *   - a submitter that finds the ring full polls it briefly while the workers drain it fast
+ *     (short jobs), and otherwise parks and is woken only once the ring has drained to a
+ *     low-water mark (half the capacity), so it refills in one burst instead of pre-empting a
+ *     busy worker per job;
  *   - a worker claims a batch of jobs with one CAS when the ring is long (half the ready run, so
  *     long jobs still spread over all workers) and accounts for the batch at once, on counters
  *     in its own cache line, with one pair of clock reads.
@@ -690,8 +692,8 @@ note_full(jobq_pool *pool)
  * which the workers drain the ring and go idle: with empty jobs the producer spent most of a
  * batch-submit run parked (664 parks per 1 M jobs). Long jobs drain too slowly for the
  * prediction, so the submitter parks after the short probe, without taking a core from the
- * workers. Returns 1 when there is room for SPACE_SPIN_ROOM jobs (or the ring was closed), 0 to
- * park. Counts the wait in producer_blocks.
+ * workers. Returns 1 when there is room for min(capacity / 8, SPACE_SPIN_ROOM) jobs (at least
+ * one), or the ring was closed; 0 to park. Counts the wait in producer_blocks.
  */
 static int
 spin_for_space(jobq_pool *pool)
