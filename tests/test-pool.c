@@ -1143,7 +1143,7 @@ struct stats_reader {
     atomic_int stop;
     int regressions;
     int errors;
-    unsigned long reads;
+    atomic_ulong reads;
 };
 
 /* Each counter is a sum of monotonic atomics read in order: successive reads never go down. */
@@ -1165,7 +1165,7 @@ stats_reader_thread(void *arg)
             cur.queue_high_water < prev.queue_high_water || cur.queue_high_water > 8)
             r->regressions++;
         prev = cur;
-        r->reads++;
+        atomic_fetch_add(&r->reads, 1);
     }
     return NULL;
 }
@@ -1184,15 +1184,28 @@ busy_run(void *arg)
 Test(pool, stats_while_running, .timeout = 60)
 {
     struct stats_reader r;
-    jobq_job job = {busy_run, NULL, NULL};
+    struct test_gate g;
+    jobq_job job = {busy_run, NULL, NULL}, gate_job = {gate_run, NULL, NULL};
     jobq_pool_stats st;
     uint64_t busy[4] = {0, 0, 0, 0}, busy_sum = 0;
+    unsigned long before;
     pthread_t t;
     size_t i, n = test_scaled(50000, 10);
 
     memset(&r, 0, sizeof(r));
     r.p = make_pool(4, 8);
+    test_gate_init(&g);
+    gate_job.arg = &g;
     cr_assert_eq(pthread_create(&t, NULL, stats_reader_thread, &r), 0);
+    /* Every worker held in a job: the reader must read the stats at least twice while they run
+     * (on 2 cores it might otherwise not be scheduled before a fast run is over). */
+    for (i = 0; i < 4; i++)
+        cr_assert_eq(jobq_pool_submit(r.p, &gate_job), 0);
+    test_gate_await_arrivals(&g, 4);
+    before = atomic_load(&r.reads);
+    while (atomic_load(&r.reads) < before + 2)
+        test_sleep_ms(1);
+    test_gate_open(&g);
     for (i = 0; i < n; i++)
         cr_assert_eq(jobq_pool_submit(r.p, &job), 0);
     cr_assert_eq(jobq_pool_wait(r.p), 0);
@@ -1200,10 +1213,9 @@ Test(pool, stats_while_running, .timeout = 60)
     cr_assert_eq(pthread_join(t, NULL), 0);
     cr_expect_eq(r.errors, 0);
     cr_expect_eq(r.regressions, 0, "a counter went backwards (or high water > capacity)");
-    cr_expect_gt(r.reads, 0);
     cr_assert_eq(jobq_pool_get_stats(r.p, &st, busy, 4), 0);
-    cr_expect_eq(st.submitted, n);
-    cr_expect_eq(st.completed, n);
+    cr_expect_eq(st.submitted, n + 4);
+    cr_expect_eq(st.completed, n + 4);
     cr_expect_gt(st.queue_high_water, 0);
     cr_expect_leq(st.queue_high_water, 8);
     cr_expect_eq(st.threads, 4);
@@ -1211,6 +1223,7 @@ Test(pool, stats_while_running, .timeout = 60)
         busy_sum += busy[i];
     cr_expect_gt(busy_sum, 0, "workers ran %zu jobs in 0 ns", n);
     jobq_pool_destroy(r.p);
+    test_gate_fini(&g);
 }
 
 static int
