@@ -303,18 +303,25 @@ pack_b(void *ctx, size_t p0, size_t p1)
 }
 
 /*
- * One full mr-row micro-panel: k steps of mr values, one from each row. The step loop is
- * outermost, so the stores are contiguous and the mr rows are read side by side as mr
- * sequential streams; a constant MR lets the compiler unroll the row loop. (Row by row, with
- * a stride-mr store per value, this copy was 70 % of compute_rows' own time in a perf profile,
- * ~3 % of a 1000 x 1000 multiply, most of it waiting for A.)
+ * One mr-row micro-panel of A from `rows` row pointers (rows < mr: the missing rows are zeros):
+ * kcur steps of mr values, one from each row. The step loop is outermost, so the stores are
+ * contiguous and the rows are read side by side as sequential streams. pack_a calls it with
+ * constant sizes for full panels so that the row loop unrolls. (Row by row, with a stride-mr
+ * store per value, this copy was 70 % of compute_rows' own time in a perf profile, ~3 % of a
+ * 1000 x 1000 multiply, most of it waiting for A.)
  */
-#define MM_PACK_A_FULL(MR)                                                                         \
-    do {                                                                                           \
-        for (p = 0; p < kcur; p++)                                                                 \
-            for (r = 0; r < (MR); r++)                                                             \
-                dst[p * (MR) + r] = rowp[r][p];                                                    \
-    } while (0)
+static inline void
+pack_a_panel(double *dst, const double *const *rowp, size_t rows, size_t mr, size_t kcur)
+{
+    size_t p, r;
+
+    for (p = 0; p < kcur; p++) {
+        for (r = 0; r < rows; r++)
+            dst[p * mr + r] = rowp[r][p];
+        for (; r < mr; r++)
+            dst[p * mr + r] = 0.0;
+    }
+}
 
 /* Pack rows [i0, i0 + mcur) x cols [pc, pc + kcur) of A into mr-row micro-panels. */
 static void
@@ -322,27 +329,20 @@ pack_a(const struct mm_call *mc, double *dst, size_t i0, size_t mcur, size_t pc,
 {
     const size_t mr = mc->kern->mr;
     const double *rowp[MM_MR_MAX];
-    size_t ir, r, p, rows;
+    size_t ir, r, rows;
 
     for (ir = 0; ir < mcur; ir += mr) {
         rows = mcur - ir < mr ? mcur - ir : mr;
         for (r = 0; r < rows; r++)
             rowp[r] = mc->A + (i0 + ir + r) * mc->lda + pc;
-        if (rows == mr && mr == 6) {
-            MM_PACK_A_FULL(6);
-        } else if (rows == mr && mr == 8) {
-            MM_PACK_A_FULL(8);
-        } else if (rows == mr && mr == 4) {
-            MM_PACK_A_FULL(4);
-        } else {
-            /* Bottom edge (or another mr): the missing rows are zeros. */
-            for (p = 0; p < kcur; p++) {
-                for (r = 0; r < rows; r++)
-                    dst[p * mr + r] = rowp[r][p];
-                for (; r < mr; r++)
-                    dst[p * mr + r] = 0.0;
-            }
-        }
+        if (rows == mr && mr == 6)
+            pack_a_panel(dst, rowp, 6, 6, kcur);
+        else if (rows == mr && mr == 8)
+            pack_a_panel(dst, rowp, 8, 8, kcur);
+        else if (rows == mr && mr == 4)
+            pack_a_panel(dst, rowp, 4, 4, kcur);
+        else
+            pack_a_panel(dst, rowp, rows, mr, kcur);
         dst += mr * kcur;
     }
 }
