@@ -11,6 +11,13 @@
  *     per-thread buffer, then runs the micro-kernel over every (mr-row, nr-panel) tile.
  *     Tiles that stick out of C go through a scratch tile, so the kernel never sees an edge.
  *   - Tasks reach the pool through jobq_pool_parallel_for (caller computes too) or a jobq_group.
+ *   - Under parallel_for with more than one slice of B (slice = one column block x one k block,
+ *     KC x NC doubles) and more than one row block, a task is one (slice, row block) pair and
+ *     tasks go out slice by slice: all threads sweep the same slice at the same time, so it is
+ *     read from the last-level cache once per row block instead of every thread cycling its
+ *     own way through all of B (32 MiB at N = 2048: the whole L3 of the development VM). A task
+ *     waits for its row block's previous slice (see run_slice_task). Zen 3 VM, 2 threads,
+ *     N = 2048, ratio to OpenBLAS, 9 alternating bench-matmul runs: median 0.939 -> 1.009.
  *
  * Invariants: each element of C belongs to exactly one task; its value is one chain of
  * multiply-adds in increasing k order (the kernel reloads C between k blocks instead of adding
@@ -93,6 +100,9 @@ struct mm_call {
     size_t pack_rows;    /* rows of B per pack chunk */
     size_t npack;        /* pack chunks of the fused parallel_for (see run_fused) */
     atomic_size_t packed; /* pack chunks finished */
+    size_t npc;          /* k blocks: ceil(k / KC) */
+    size_t nslices;      /* (column block, k block) pairs: ceil(npanels / NC panels) * npc */
+    atomic_size_t *progress; /* slice-major order: slices done per row block, else NULL */
 };
 
 struct jobq_matmul_workspace {
@@ -347,45 +357,46 @@ pack_a(const struct mm_call *mc, double *dst, size_t i0, size_t mcur, size_t pc,
     }
 }
 
-/* C rows [r0, r1), using A buffer `apack`. */
+/* C rows [r0, r1) for slices [s0, s1) (slice s: column block s / npc, k block s % npc), using
+ * A buffer `apack`. */
 static void
-compute_rows(const struct mm_call *mc, double *apack, size_t r0, size_t r1)
+compute_rows(const struct mm_call *mc, double *apack, size_t r0, size_t r1, size_t s0, size_t s1)
 {
     const size_t mr = mc->kern->mr, nr = mc->kern->nr, nc_panels = MM_NC_COLS / nr;
     const jobq__mm_kernel_fn kern = mc->kern->fn;
-    size_t i0, pc, jc, jend, jp, ir, mcur, kcur, mrcur, ncur, r;
+    size_t s, i0, pc, jc, jend, jp, ir, mcur, kcur, mrcur, ncur, r;
     _Alignas(MM_ALIGN) double tile[MM_TILE_MAX];
     int load;
 
-    for (jc = 0; jc < mc->npanels; jc += nc_panels) {
+    for (s = s0; s < s1; s++) {
+        jc = s / mc->npc * nc_panels;
+        pc = s % mc->npc * MM_KC;
         jend = mc->npanels - jc < nc_panels ? mc->npanels : jc + nc_panels;
-        for (pc = 0; pc < mc->k; pc += MM_KC) {
-            kcur = mc->k - pc < MM_KC ? mc->k - pc : MM_KC;
-            load = pc > 0;
-            for (i0 = r0; i0 < r1; i0 += mc->mc_rows) {
-                mcur = r1 - i0 < mc->mc_rows ? r1 - i0 : mc->mc_rows;
-                pack_a(mc, apack, i0, mcur, pc, kcur);
-                for (jp = jc; jp < jend; jp++) {
-                    const double *bp = mc->bpack + pc * mc->nrtot + jp * kcur * nr;
+        kcur = mc->k - pc < MM_KC ? mc->k - pc : MM_KC;
+        load = pc > 0;
+        for (i0 = r0; i0 < r1; i0 += mc->mc_rows) {
+            mcur = r1 - i0 < mc->mc_rows ? r1 - i0 : mc->mc_rows;
+            pack_a(mc, apack, i0, mcur, pc, kcur);
+            for (jp = jc; jp < jend; jp++) {
+                const double *bp = mc->bpack + pc * mc->nrtot + jp * kcur * nr;
 
-                    ncur = mc->n - jp * nr < nr ? mc->n - jp * nr : nr;
-                    for (ir = 0; ir < mcur; ir += mr) {
-                        const double *ap = apack + ir * kcur;
-                        double *cp = mc->C + (i0 + ir) * mc->ldc + jp * nr;
+                ncur = mc->n - jp * nr < nr ? mc->n - jp * nr : nr;
+                for (ir = 0; ir < mcur; ir += mr) {
+                    const double *ap = apack + ir * kcur;
+                    double *cp = mc->C + (i0 + ir) * mc->ldc + jp * nr;
 
-                        mrcur = mcur - ir < mr ? mcur - ir : mr;
-                        if (mrcur == mr && ncur == nr) {
-                            kern(kcur, ap, bp, cp, mc->ldc, load);
-                            continue;
-                        }
-                        /* Edge tile: through the scratch tile (stride nr). */
-                        if (load)
-                            for (r = 0; r < mrcur; r++)
-                                memcpy(tile + r * nr, cp + r * mc->ldc, ncur * sizeof(double));
-                        kern(kcur, ap, bp, tile, nr, load);
-                        for (r = 0; r < mrcur; r++)
-                            memcpy(cp + r * mc->ldc, tile + r * nr, ncur * sizeof(double));
+                    mrcur = mcur - ir < mr ? mcur - ir : mr;
+                    if (mrcur == mr && ncur == nr) {
+                        kern(kcur, ap, bp, cp, mc->ldc, load);
+                        continue;
                     }
+                    /* Edge tile: through the scratch tile (stride nr). */
+                    if (load)
+                        for (r = 0; r < mrcur; r++)
+                            memcpy(tile + r * nr, cp + r * mc->ldc, ncur * sizeof(double));
+                    kern(kcur, ap, bp, tile, nr, load);
+                    for (r = 0; r < mrcur; r++)
+                        memcpy(cp + r * mc->ldc, tile + r * nr, ncur * sizeof(double));
                 }
             }
         }
@@ -414,9 +425,31 @@ run_blocks(void *ctx, size_t b0, size_t b1)
     for (b = b0; b < b1; b++) {
         r0 = b * mc->block_rows;
         r1 = mc->m - r0 < mc->block_rows ? mc->m : r0 + mc->block_rows;
-        compute_rows(mc, apack, r0, r1);
+        compute_rows(mc, apack, r0, r1, 0, mc->nslices);
     }
     return 0;
+}
+
+/*
+ * Slice-major task t: slice t / nblocks of row block t % nblocks. It must run after the same
+ * block's previous slice (the k order of every element of C). That task has the index
+ * t - nblocks, so it was handed out earlier and is finished or running on a thread that never
+ * waits for a later index: the wait ends. With at least as many row blocks as threads it is
+ * rare, since the other threads take nblocks - 1 tasks in between.
+ */
+static void
+run_slice_task(const struct mm_call *mc, size_t t)
+{
+    double *apack = mc->apack + slot_of(mc) * mc->apack_len;
+    size_t b = t % mc->nblocks, s = t / mc->nblocks, r0, r1, spins;
+
+    r0 = b * mc->block_rows;
+    r1 = mc->m - r0 < mc->block_rows ? mc->m : r0 + mc->block_rows;
+    for (spins = 0; atomic_load_explicit(&mc->progress[b], memory_order_acquire) < s; spins++)
+        if (spins % 64 == 63)
+            (void)sched_yield();
+    compute_rows(mc, apack, r0, r1, s, s + 1);
+    atomic_store_explicit(&mc->progress[b], s + 1, memory_order_release);
 }
 
 /*
@@ -443,7 +476,10 @@ run_fused(void *ctx, size_t i0, size_t i1)
              spins++)
             if (spins % 64 == 63)
                 (void)sched_yield(); /* oversubscribed: let the packing thread run */
-        (void)run_blocks(mc, i - mc->npack, i - mc->npack + 1);
+        if (mc->progress != NULL)
+            run_slice_task(mc, i - mc->npack);
+        else
+            (void)run_blocks(mc, i - mc->npack, i - mc->npack + 1);
     }
     return 0;
 }
@@ -609,11 +645,25 @@ jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size
         goto out;
     }
 
+    mc.npc = k / MM_KC + (k % MM_KC != 0);
+    mc.nslices = (mc.npanels + MM_NC_COLS / nr - 1) / (MM_NC_COLS / nr) * mc.npc;
     mc.pack_rows = MM_PACK_CHUNK / mc.nrtot + 1;
     if (opts->dispatch == JOBQ_MATMUL_PARALLEL_FOR) {
+        size_t ntasks = mc.nblocks;
+
+        if (pool != NULL && mc.nblocks > 1 && mc.nslices > 1) {
+            mc.progress = calloc(mc.nblocks, sizeof(*mc.progress));
+            if (mc.progress == NULL) {
+                err = JOBQ_ENOMEM;
+                goto out;
+            }
+            for (size_t b = 0; b < mc.nblocks; b++)
+                atomic_init(&mc.progress[b], 0);
+            ntasks = mc.nblocks * mc.nslices;
+        }
         mc.npack = k / mc.pack_rows + (k % mc.pack_rows != 0);
         atomic_init(&mc.packed, 0);
-        err = dispatch(&mc, opts->dispatch, mc.npack + mc.nblocks, 1, run_fused);
+        err = dispatch(&mc, opts->dispatch, mc.npack + ntasks, 1, run_fused);
     } else {
         /* Group jobs could sit behind each other in one worker's batch: two rounds. */
         err = dispatch(&mc, opts->dispatch, k, mc.pack_rows, pack_b);
@@ -621,6 +671,7 @@ jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size
             err = dispatch(&mc, opts->dispatch, mc.nblocks, 1, run_blocks);
     }
 out:
+    free(mc.progress);
     if (ws != NULL) {
         atomic_flag_clear(&ws->busy);
     } else {
