@@ -8,8 +8,8 @@
  * no implementation's threads run during another's calls: OpenBLAS's threads keep spinning
  * (with sched_yield) for about 2^28 cycles after each call, which on 2 cores took a core from
  * whatever ran next when every round called every implementation once. After an OpenBLAS block
- * the bench sleeps OPENBLAS_QUIET_US for them to go to sleep, and every block starts with one
- * untimed call. Best and median are reported.
+ * the bench sleeps OPENBLAS_QUIET_US for them to go to sleep, and every block starts with
+ * WARM_S of untimed calls. Best and median are reported.
  * Implementations:
  *   jobq        jobq_matmul, automatic kernel, parallel_for dispatch (pool of T-1 + caller)
  *   jobq-group  the same through a jobq_group (pool of T workers, caller waits)
@@ -55,6 +55,8 @@ char *openblas_get_config(void);
 #define PASSES 5
 /* OpenBLAS's server threads spin 2^28 cycles (its THREAD_TIMEOUT) after a call: ~0.1 s. */
 #define OPENBLAS_QUIET_US 150000
+/* Untimed warm-up per implementation and pass (see warm_up). */
+#define WARM_S 0.02
 
 enum impl { I_JOBQ, I_GROUP, I_AVX2, I_OPENBLAS, I_NAIVE, I_TRANS, I_COUNT };
 static const char *const impl_names[I_COUNT] = {
@@ -179,6 +181,17 @@ run_impl(struct bench *b, enum impl im)
     }
     t = now_s() - t;
     return err != 0 ? -1.0 : t;
+}
+
+/* Untimed calls of `im` for WARM_S seconds, at least one. */
+static void
+warm_up(struct bench *b, enum impl im)
+{
+    double t0 = now_s();
+
+    do
+        (void)run_impl(b, im);
+    while (now_s() - t0 < WARM_S);
 }
 
 static int
@@ -397,11 +410,12 @@ main(int argc, char **argv)
                 for (im = 0; im < I_COUNT; im++) {
                     if (!use[im] || ((im == I_NAIVE || im == I_TRANS) && pass >= 3))
                         continue;
-                    /* One untimed call first: after the pause that follows OpenBLAS the CPUs
-                     * have idled (clock down, vCPUs descheduled), which landed on whichever
-                     * implementation came next - jobq's 1-thread N = 2048 best went from
-                     * 0.19 s to 0.27 s that way. */
-                    (void)run_impl(&b, (enum impl)im);
+                    /* Untimed calls first, for WARM_S at least: after the pause that follows
+                     * OpenBLAS the CPUs have idled (clock down, vCPUs descheduled), which landed
+                     * on whichever implementation came next - jobq's 1-thread N = 2048 best went
+                     * from 0.19 s to 0.27 s that way, and with one warm-up call (0.1 ms) jobq's
+                     * N = 128 best was 0.14-0.16 ms next to 0.10-0.13 ms when run alone. */
+                    warm_up(&b, (enum impl)im);
                     for (r = pass; r < rounds; r += PASSES) {
                         /* The slow baselines get 3 rounds at most. */
                         if ((im == I_NAIVE || im == I_TRANS) && r >= 3)
