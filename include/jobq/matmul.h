@@ -8,9 +8,11 @@
  *      picked at run time) over them;
  *   3. returns when every block is done.
  *
- * Determinism: every element of C is computed by one task, as one chain of multiply-adds in
- * increasing k order. The result is therefore bit-identical for any pool size and any block
- * size (for a given kernel); different kernels may differ in the last bits (fused or not).
+ * Determinism: every element of C is computed by one task, in a fixed order: k is cut into
+ * blocks of a constant size, each block summed as one chain of multiply-adds in increasing k
+ * order and added to C in block order. The result is therefore bit-identical for any pool size
+ * and any block size (for a given kernel); different kernels may differ in the last bits (fused
+ * or not, and their k blocks).
  *
  * Verification: jobq_matmul_verify() checks C against a reference R element-wise with the
  * standard a-priori bound |C - R| <= 2 k u (|A| |B|), u = 2^-53, which covers the rounding of

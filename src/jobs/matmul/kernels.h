@@ -12,7 +12,8 @@
  * c[0..mr) x [0..nr) (row stride ldc) = (load_c ? c : 0) + a x b over kc steps, where `a` is a
  * packed micro-panel of A (kc groups of mr doubles, one column of the tile's rows each) and `b`
  * a packed micro-panel of B (kc groups of nr doubles, one row each). Both are 64-byte aligned.
- * Each element is one chain of multiply-adds in increasing k order.
+ * Each element of a x b is one chain of multiply-adds in increasing k order, started from zero
+ * and then added to c.
  */
 typedef void (*jobq__mm_kernel_fn)(size_t kc, const double *a, const double *b, double *c,
                                    size_t ldc, int load_c);

@@ -19,9 +19,9 @@
  *     waits for its row block's previous slice (see run_slice_task). Zen 3 VM, 2 threads,
  *     N = 2048, ratio to OpenBLAS, 9 alternating bench-matmul runs: median 0.939 -> 1.009.
  *
- * Invariants: each element of C belongs to exactly one task; its value is one chain of
- * multiply-adds in increasing k order (the kernel reloads C between k blocks instead of adding
- * partial sums), so C does not depend on the thread count, the block size or the scheduling.
+ * Invariants: each element of C belongs to exactly one task; its value is the sum, in k-block
+ * order, of one chain of multiply-adds per k block of KC (a constant), each in increasing k
+ * order, so C does not depend on the thread count, the block size or the scheduling.
  * Nothing is shared between tasks except read-only packed B; each thread has its own A buffer.
  */
 #define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE */
