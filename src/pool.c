@@ -16,7 +16,9 @@
  *     busy worker per job;
  *   - a worker claims a batch of jobs with one CAS when the ring is long (half the ready run, so
  *     long jobs still spread over all workers) and accounts for the batch at once, on counters
- *     in its own cache line, with one pair of clock reads.
+ *     in its own cache line, with one pair of clock reads;
+ *   - (Linux) a worker woken onto the CPU of a parallel_for caller moves to a CPU without pool
+ *     threads, if there is one (spread_out): some kernels leave the two stacked on one CPU.
  *
  * Lost wake-up freedom (Dekker): a sleeper increments its sleeper count (seq_cst), re-checks the
  * ring, and only then waits under the park lock; the other side changes the ring, issues a
@@ -40,6 +42,7 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +111,7 @@ struct worker {
     atomic_uint_fast64_t busy_ns;
     _Atomic uint64_t claim;
     atomic_uint copied;
+    atomic_int cpu;    /* CPU the worker woke up on (see spread_out), -1 while parked */
     unsigned batch_n;  /* owner only: size of the current batch */
     unsigned hw_ticks; /* owner only: pops that saw a full scan (high-water sampling) */
     struct jobq__entry batch[MAX_BATCH];
@@ -169,6 +173,7 @@ struct jobq_pool {
     /* Written by workers each time they start or stop searching; read only before a signal. */
     _Alignas(JOBQ__CACHE_LINE) atomic_uint searching;
     atomic_int first_err;
+    atomic_int caller_cpu; /* CPU of the last parallel_for caller that handed out helpers */
     _Alignas(JOBQ__CACHE_LINE) pthread_mutex_t lock;
     pthread_cond_t work;  /* workers wait for jobs */
     pthread_cond_t space; /* submitters wait for room */
@@ -321,6 +326,88 @@ made_room(jobq_pool *pool)
         wake_all(pool, &pool->space_sleepers, &pool->space);
 }
 
+static int
+current_cpu(void)
+{
+#ifdef __linux__
+    return sched_getcpu();
+#else
+    return -1;
+#endif
+}
+
+/* Whether `cpu` has other pool threads on it: the last parallel_for caller, or a worker last
+ * seen waking there. */
+static int
+cpu_taken(const jobq_pool *pool, const struct worker *self, int cpu)
+{
+    unsigned i;
+
+    if (atomic_load_explicit(&pool->caller_cpu, memory_order_relaxed) == cpu)
+        return 1;
+    for (i = 0; i < pool->threads; i++)
+        if (&pool->workers[i] != self &&
+            atomic_load_explicit(&pool->workers[i].cpu, memory_order_relaxed) == cpu)
+            return 1;
+    return 0;
+}
+
+/*
+ * Called by a worker that has just been woken, in a pool that has run a parallel_for: if the
+ * kernel put it on the CPU of the parallel_for caller (which computes chunks while its helpers
+ * run), while an allowed CPU has neither the caller nor a worker, move there: pin to that CPU,
+ * then restore the thread's own affinity mask (the kernel leaves the thread where it is, and
+ * the mask the user or the cgroup set stays as it was).
+ *
+ * Why: the kernel places a woken thread on its previous CPU or its waker's, and on the
+ * development VM (a 2-vCPU Firecracker guest, kernel 6.18) it did not look for the idle one.
+ * After a pause, a parallel_for caller and its one worker ended up on the same vCPU for as long
+ * as they kept waking each other, every call serial: jobq_matmul, N = 128, 2 threads, 101 us per
+ * call instead of 60 in 5 of 16 bench-matmul runs, none of 16 with this; N = 256, 0.74 ms
+ * instead of 0.40 in 2 of 4. A moved worker's previous CPU is then its own, so later wake-ups
+ * land there. Cost: one load per wake-up in pools without parallel_for; with it, a getcpu
+ * (vDSO), and three system calls per move. Workers stacked on one CPU are left alone: moving
+ * the second one (it runs only when the first is pre-empted, 1-4 ms late) measured no better,
+ * and a submitter that then sleeps does not count. With as many workers as CPUs nothing moves.
+ */
+static void
+spread_out(jobq_pool *pool, struct worker *w)
+{
+#ifdef __linux__
+    int caller = atomic_load_explicit(&pool->caller_cpu, memory_order_relaxed), me, c, best = -1;
+    cpu_set_t allowed, one;
+
+    if (caller < 0)
+        return;
+    me = sched_getcpu();
+    atomic_store_explicit(&w->cpu, me, memory_order_relaxed);
+    if (me != caller)
+        return;
+    if (pthread_getaffinity_np(pthread_self(), sizeof(allowed), &allowed) != 0)
+        return;
+    for (c = 0; c < CPU_SETSIZE; c++)
+        if (c != me && CPU_ISSET(c, &allowed) && !cpu_taken(pool, w, c)) {
+            best = c;
+            break;
+        }
+    if (best < 0)
+        return;
+    atomic_store_explicit(&w->cpu, best, memory_order_relaxed);
+    CPU_ZERO(&one);
+    CPU_SET(best, &one);
+    if (pthread_setaffinity_np(pthread_self(), sizeof(one), &one) != 0) {
+        atomic_store_explicit(&w->cpu, me, memory_order_relaxed);
+        return;
+    }
+    /* Fails only if the allowed set changed in between; the thread then stays on `best`,
+     * which was in it. */
+    (void)pthread_setaffinity_np(pthread_self(), sizeof(allowed), &allowed);
+#else
+    (void)pool;
+    (void)w;
+#endif
+}
+
 /*
  * A job was queued: wake one parked worker, unless a worker is searching (spinning on the ring:
  * it will take the job within microseconds, and if it gives up it re-checks the ring after
@@ -428,7 +515,7 @@ worker_take(jobq_pool *pool, struct worker *w)
 {
     unsigned spins, max_searching = pool->threads / 2 > 0 ? pool->threads / 2 : 1;
     struct jobq__entry e;
-    int left = 0, searched = 0;
+    int left = 0, searched = 0, slept;
 
     for (;;) {
         if (worker_pop(pool, w, &left) > 0)
@@ -459,13 +546,18 @@ worker_take(jobq_pool *pool, struct worker *w)
         }
         (void)pthread_mutex_lock(&pool->lock);
         atomic_fetch_add(&pool->work_sleepers, 1);
+        slept = 0;
         if (jobq__ring_size(&pool->ring) == 0 && !stealable(pool)) {
+            atomic_store_explicit(&w->cpu, -1, memory_order_relaxed);
             (void)pthread_cond_wait(&pool->work, &pool->lock);
             if (atomic_load(&pool->wakes_pending) > 0)
                 atomic_fetch_sub(&pool->wakes_pending, 1);
+            slept = 1;
         }
         atomic_fetch_sub(&pool->work_sleepers, 1);
         (void)pthread_mutex_unlock(&pool->lock);
+        if (slept)
+            spread_out(pool, w);
     }
 got:
     /* Work left behind in the ring or in our batch: make sure someone is awake to take it.
@@ -505,6 +597,7 @@ worker_main(void *arg)
     int err = 0;
 
     current_worker = w;
+    atomic_store_explicit(&w->cpu, current_cpu(), memory_order_relaxed);
     (void)snprintf(name, sizeof(name), "%s-%u", pool->name, w->index);
     (void)pthread_setname_np(pthread_self(), name);
     if (pool->worker_init != NULL)
@@ -625,6 +718,7 @@ jobq_pool_create(jobq_pool **ret_pool, const jobq_pool_options *opts)
     (void)pthread_cond_init(&pool->work, NULL);
     (void)jobq__cond_init_monotonic(&pool->space); /* timed_submit deadlines are monotonic */
     (void)pthread_cond_init(&pool->idle, NULL);
+    atomic_init(&pool->caller_cpu, -1);
     pool->low_water = opts->capacity / 2;
     pool->threads = opts->threads;
     pool->worker_init = opts->worker_init;
@@ -636,6 +730,7 @@ jobq_pool_create(jobq_pool **ret_pool, const jobq_pool_options *opts)
         struct worker *w = &pool->workers[i];
         w->pool = pool;
         w->index = i;
+        atomic_init(&w->cpu, -1);
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
             err = JOBQ_ETHREAD;
             break;
@@ -1189,6 +1284,14 @@ jobq_pool_parallel_for(jobq_pool *pool, size_t begin, size_t end, size_t grain, 
     job.run = pfor_helper;
     job.done = NULL;
     job.arg = pf;
+    /* Where this caller computes (see spread_out); written only when it changed, since the
+     * line is shared with the workers' searching count. */
+    if (helpers > 0 && !is_own_worker(pool)) {
+        int cpu = current_cpu();
+
+        if (atomic_load_explicit(&pool->caller_cpu, memory_order_relaxed) != cpu)
+            atomic_store_explicit(&pool->caller_cpu, cpu, memory_order_relaxed);
+    }
     for (i = 0; i < helpers; i++) {
         if (jobq_pool_try_submit(pool, &job) != 0) {
             atomic_fetch_sub(&pf->refs, (unsigned)(helpers - i));

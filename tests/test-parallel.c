@@ -306,3 +306,117 @@ Test(parallel, chunks_taken_in_order_may_wait_for_earlier_ones, .timeout = 60)
         jobq_pool_destroy(p);
     }
 }
+
+#ifdef __linux__
+#include <dirent.h>
+#include <sched.h>
+#include <stdio.h>
+#include <time.h>
+
+/* The kernel thread id of the pool thread named `name`, or -1. */
+static pid_t
+thread_tid(const char *name)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    pid_t tid = -1;
+
+    cr_assert(d != NULL);
+    while ((e = readdir(d)) != NULL && tid < 0) {
+        char path[300], comm[32] = "";
+        FILE *f;
+
+        if (e->d_name[0] == '.')
+            continue;
+        (void)snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+        f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        if (fgets(comm, sizeof(comm), f) != NULL && strncmp(comm, name, strlen(name)) == 0 &&
+            comm[strlen(name)] == '\n')
+            tid = (pid_t)atoi(e->d_name);
+        fclose(f);
+    }
+    closedir(d);
+    return tid;
+}
+
+/* The CPU thread `tid` last ran on (field 39 of its stat line). */
+static int
+thread_cpu(pid_t tid)
+{
+    char path[64], line[1024], *p;
+    int field = 2;
+    FILE *f;
+
+    (void)snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+    f = fopen(path, "r");
+    cr_assert(f != NULL);
+    cr_assert(fgets(line, sizeof(line), f) != NULL);
+    fclose(f);
+    p = strrchr(line, ')'); /* the name may hold spaces */
+    cr_assert(p != NULL);
+    for (; *p != '\0'; p++)
+        if (*p == ' ' && ++field == 39)
+            return atoi(p + 1);
+    cr_assert_fail("no processor field in %s", line);
+    return -1;
+}
+
+static int
+spin_chunk(void *ctx, size_t b, size_t e)
+{
+    struct timespec t0, t;
+
+    (void)ctx;
+    (void)b;
+    (void)e;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 200000L);
+    return 0;
+}
+
+/*
+ * A parked worker that wakes up on its parallel_for caller's CPU must not stay there (the
+ * caller computes chunks too; sharing its CPU made every call serial on the development VM)
+ * and must keep its own affinity mask. The worker is put on the caller's CPU first: pinned
+ * there by the test, then given back its mask, and left to park.
+ */
+Test(parallel, woken_worker_leaves_the_callers_cpu_and_keeps_its_mask, .timeout = 30)
+{
+    cpu_set_t all, one, got;
+    jobq_pool *p = make_pool(1, 16);
+    struct timespec pause = {0, 20 * 1000 * 1000};
+    pid_t tid = thread_tid("jobq-0");
+    int cpu, round;
+
+    cr_assert(tid > 0, "worker thread jobq-0 not found");
+    cr_assert_eq(sched_getaffinity(0, sizeof(all), &all), 0);
+    if (CPU_COUNT(&all) < 2) {
+        jobq_pool_destroy(p);
+        cr_skip_test("needs 2 allowed CPUs, has %d", CPU_COUNT(&all));
+    }
+    for (cpu = 0; !CPU_ISSET(cpu, &all); cpu++)
+        ;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    for (round = 0; round < 10; round++) {
+        /* Worker onto `cpu` and parked there; the caller on `cpu` as well. */
+        cr_assert_eq(sched_setaffinity(tid, sizeof(one), &one), 0);
+        cr_assert_eq(sched_setaffinity(tid, sizeof(all), &all), 0);
+        cr_assert_eq(sched_setaffinity(0, sizeof(one), &one), 0);
+        nanosleep(&pause, NULL);
+        cr_assert_eq(jobq_pool_parallel_for(p, 0, 8, 1, spin_chunk, NULL), 0);
+        cr_assert_eq(sched_setaffinity(0, sizeof(all), &all), 0);
+        cr_assert_eq(jobq_pool_wait(p), 0);
+
+        cr_assert_eq(sched_getaffinity(tid, sizeof(got), &got), 0);
+        cr_assert(CPU_EQUAL(&got, &all), "round %d: the worker's mask was not restored", round);
+        cr_assert_neq(thread_cpu(tid), cpu, "round %d: worker still on the caller's CPU %d",
+                      round, cpu);
+    }
+    jobq_pool_destroy(p);
+}
+#endif
