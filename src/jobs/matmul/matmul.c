@@ -18,6 +18,13 @@
  *     own way through all of B (32 MiB at N = 2048: the whole L3 of the development VM). A task
  *     waits for its row block's previous slice (see run_slice_task). Zen 3 VM, 2 threads,
  *     N = 2048, ratio to OpenBLAS, 9 alternating bench-matmul runs: median 0.939 -> 1.009.
+ *   - Under parallel_for with a small B (all copies within MM_PRIVATE_B_MAX doubles), every
+ *     computing thread packs all of B into its own buffer when it takes its first row block,
+ *     instead of the threads packing it together: shared, each thread then read the half the
+ *     other had packed out of the other core's cache, and a 2-thread N = 128 trace showed the
+ *     18-row blocks taking 18-20 us where one thread alone takes ~13. Duplicated packing costs
+ *     less than that here. Zen 3 VM, N = 128, 2 threads, 13 alternating runs: best time
+ *     median ~62 -> ~60 us (within this VM's noise; OpenBLAS: 58-66 us).
  *
  * Invariants: each element of C belongs to exactly one task; its value is the sum, in k-block
  * order, of one chain of multiply-adds per k block of KC (a constant), each in increasing k
@@ -64,6 +71,11 @@
 #ifndef MM_NC_COLS
 #define MM_NC_COLS 1024
 #endif
+/* Private B (see the header) while all copies together hold at most this many doubles
+ * (512 KiB: N = 128 on up to 4 threads, about L2 size). */
+#ifndef MM_PRIVATE_B_MAX
+#define MM_PRIVATE_B_MAX ((size_t)1 << 16)
+#endif
 #define MM_ALIGN 64
 #define MM_HUGE_PAGE ((size_t)2 << 20)
 #define MM_HUGE_MIN ((size_t)4 << 20)
@@ -103,6 +115,8 @@ struct mm_call {
     size_t npc;          /* k blocks: ceil(k / KC) */
     size_t nslices;      /* (column block, k block) pairs: ceil(npanels / NC panels) * npc */
     atomic_size_t *progress; /* slice-major order: slices done per row block, else NULL */
+    size_t bpack_len;    /* private B (see run_fused): doubles per slot's copy, else 0 */
+    unsigned char *bpacked; /* private B: slot s's copy is packed (written by its owner only) */
 };
 
 struct jobq_matmul_workspace {
@@ -282,10 +296,9 @@ copy_segment(double *dst, const double *src, size_t n)
  * version, read B down its columns a row stride apart: at N = 512 every read of a panel fell in
  * the same cache sets, and packing took 4-15 us per panel instead of ~2.)
  */
-static int
-pack_b(void *ctx, size_t p0, size_t p1)
+static void
+pack_b_rows(const struct mm_call *mc, double *bpack, size_t p0, size_t p1)
 {
-    const struct mm_call *mc = ctx;
     const size_t nr = mc->kern->nr, full = mc->n / nr, rest = mc->n - full * nr;
     size_t p, jp, j, pc, kcur;
 
@@ -298,7 +311,7 @@ pack_b(void *ctx, size_t p0, size_t p1)
         kcur = mc->k - pc < MM_KC ? mc->k - pc : MM_KC;
         /* Panel jp of k block pc starts at pc * nrtot + jp * kcur * nr; row p is its
          * (p - pc)-th group of nr. */
-        dst = mc->bpack + pc * mc->nrtot + (p - pc) * nr;
+        dst = bpack + pc * mc->nrtot + (p - pc) * nr;
         step = kcur * nr;
         for (jp = 0; jp < full; jp++)
             copy_segment(dst + jp * step, src + jp * nr, nr);
@@ -309,6 +322,14 @@ pack_b(void *ctx, size_t p0, size_t p1)
                 dst[j] = 0.0;
         }
     }
+}
+
+static int
+pack_b(void *ctx, size_t p0, size_t p1)
+{
+    const struct mm_call *mc = ctx;
+
+    pack_b_rows(mc, mc->bpack, p0, p1);
     return 0;
 }
 
@@ -360,7 +381,8 @@ pack_a(const struct mm_call *mc, double *dst, size_t i0, size_t mcur, size_t pc,
 /* C rows [r0, r1) for slices [s0, s1) (slice s: column block s / npc, k block s % npc), using
  * A buffer `apack`. */
 static void
-compute_rows(const struct mm_call *mc, double *apack, size_t r0, size_t r1, size_t s0, size_t s1)
+compute_rows(const struct mm_call *mc, const double *bpack, double *apack, size_t r0, size_t r1,
+             size_t s0, size_t s1)
 {
     const size_t mr = mc->kern->mr, nr = mc->kern->nr, nc_panels = MM_NC_COLS / nr;
     const jobq__mm_kernel_fn kern = mc->kern->fn;
@@ -378,7 +400,7 @@ compute_rows(const struct mm_call *mc, double *apack, size_t r0, size_t r1, size
             mcur = r1 - i0 < mc->mc_rows ? r1 - i0 : mc->mc_rows;
             pack_a(mc, apack, i0, mcur, pc, kcur);
             for (jp = jc; jp < jend; jp++) {
-                const double *bp = mc->bpack + pc * mc->nrtot + jp * kcur * nr;
+                const double *bp = bpack + pc * mc->nrtot + jp * kcur * nr;
 
                 ncur = mc->n - jp * nr < nr ? mc->n - jp * nr : nr;
                 for (ir = 0; ir < mcur; ir += mr) {
@@ -425,7 +447,7 @@ run_blocks(void *ctx, size_t b0, size_t b1)
     for (b = b0; b < b1; b++) {
         r0 = b * mc->block_rows;
         r1 = mc->m - r0 < mc->block_rows ? mc->m : r0 + mc->block_rows;
-        compute_rows(mc, apack, r0, r1, 0, mc->nslices);
+        compute_rows(mc, mc->bpack, apack, r0, r1, 0, mc->nslices);
     }
     return 0;
 }
@@ -448,12 +470,13 @@ run_slice_task(const struct mm_call *mc, size_t t)
     for (spins = 0; atomic_load_explicit(&mc->progress[b], memory_order_acquire) < s; spins++)
         if (spins % 64 == 63)
             (void)sched_yield();
-    compute_rows(mc, apack, r0, r1, s, s + 1);
+    compute_rows(mc, mc->bpack, apack, r0, r1, s, s + 1);
     atomic_store_explicit(&mc->progress[b], s + 1, memory_order_release);
 }
 
 /*
- * PARALLEL_FOR dispatch in one round: indices [0, npack) pack chunks of B, the rest row blocks.
+ * PARALLEL_FOR dispatch in one round. Private B: every index a row block, and each thread packs
+ * its own copy of B first. Otherwise indices [0, npack) are pack chunks of B, the rest tasks.
  * parallel_for hands indices out in increasing order and a thread runs each index it takes at
  * once, so when a thread takes a row block every pack chunk has been taken by a running thread;
  * it waits (briefly: one chunk) until they are all done. One round instead of two saves the
@@ -466,6 +489,20 @@ run_fused(void *ctx, size_t i0, size_t i1)
     size_t i, p0, spins;
 
     for (i = i0; i < i1; i++) {
+        if (mc->bpack_len != 0) {
+            size_t slot = slot_of(mc);
+            double *bpack = mc->bpack + slot * mc->bpack_len;
+
+            if (!mc->bpacked[slot]) {
+                pack_b_rows(mc, bpack, 0, mc->k);
+                mc->bpacked[slot] = 1;
+            }
+            compute_rows(mc, bpack, mc->apack + slot * mc->apack_len, i * mc->block_rows,
+                         mc->m - i * mc->block_rows < mc->block_rows ? mc->m
+                                                                      : (i + 1) * mc->block_rows,
+                         0, mc->nslices);
+            continue;
+        }
         if (i < mc->npack) {
             p0 = i * mc->pack_rows;
             (void)pack_b(mc, p0, mc->k - p0 < mc->pack_rows ? mc->k : p0 + mc->pack_rows);
@@ -619,10 +656,21 @@ jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size
     /* Keep every slot's buffer on its own cache lines. */
     mc.apack_len = (mc.apack_len + 7) / 8 * 8;
 
+    /* Private B: small B under parallel_for, every computing thread packs its own copy. */
+    if (opts->dispatch == JOBQ_MATMUL_PARALLEL_FOR && pool != NULL && mc.nblocks > 1 &&
+        total <= MM_PRIVATE_B_MAX && mc.nslots <= MM_PRIVATE_B_MAX / total) {
+        mc.bpack_len = (total + 7) / 8 * 8;
+        mc.bpacked = calloc(mc.nslots, 1);
+        if (mc.bpacked == NULL)
+            return JOBQ_ENOMEM;
+        total = mc.bpack_len * mc.nslots;
+    }
     ws = opts->workspace;
     if (ws != NULL) {
-        if (atomic_flag_test_and_set(&ws->busy))
+        if (atomic_flag_test_and_set(&ws->busy)) {
+            free(mc.bpacked);
             return JOBQ_EAGAIN;
+        }
         /* Grow, never shrink: the old contents do not matter, so free first. */
         if (ws->bpack_cap < total) {
             free(ws->bpack);
@@ -648,7 +696,9 @@ jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size
     mc.npc = k / MM_KC + (k % MM_KC != 0);
     mc.nslices = (mc.npanels + MM_NC_COLS / nr - 1) / (MM_NC_COLS / nr) * mc.npc;
     mc.pack_rows = MM_PACK_CHUNK / mc.nrtot + 1;
-    if (opts->dispatch == JOBQ_MATMUL_PARALLEL_FOR) {
+    if (opts->dispatch == JOBQ_MATMUL_PARALLEL_FOR && mc.bpack_len != 0) {
+        err = dispatch(&mc, opts->dispatch, mc.nblocks, 1, run_fused);
+    } else if (opts->dispatch == JOBQ_MATMUL_PARALLEL_FOR) {
         size_t ntasks = mc.nblocks;
 
         if (pool != NULL && mc.nblocks > 1 && mc.nslices > 1) {
@@ -672,6 +722,7 @@ jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size
     }
 out:
     free(mc.progress);
+    free(mc.bpacked);
     if (ws != NULL) {
         atomic_flag_clear(&ws->busy);
     } else {
