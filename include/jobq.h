@@ -209,6 +209,10 @@ JOBQ_API int jobq_pool_worker_index(const jobq_pool *pool);
  * it, so when a thread gets chunk c, every chunk before c has been taken by a running thread
  * (a chunk may therefore wait for earlier chunks to finish, never for later ones).
  * Returns the first non-zero fn result (remaining chunks are skipped), else 0.
+ * Placement (Linux): a worker that the kernel wakes onto the CPU of the thread that last called
+ * parallel_for moves itself to an allowed CPU with no pool thread, if there is one, and keeps
+ * its affinity mask (it pins itself there, then restores the mask). Masks that allow a single
+ * CPU are never touched.
  */
 typedef int (*jobq_range_fn)(void *ctx, size_t begin, size_t end);
 JOBQ_API int jobq_pool_parallel_for(jobq_pool *pool, size_t begin, size_t end, size_t grain,
