@@ -17,8 +17,8 @@
  *   - a worker claims a batch of jobs with one CAS when the ring is long (half the ready run, so
  *     long jobs still spread over all workers) and accounts for the batch at once, on counters
  *     in its own cache line, with one pair of clock reads;
- *   - (Linux) a worker woken onto the CPU of a parallel_for caller moves to a CPU without pool
- *     threads, if there is one (spread_out): some kernels leave the two stacked on one CPU.
+ *   - (Linux) a worker woken onto the CPU of a parallel_for caller, or a starved one woken onto
+ *     its submitter's CPU, moves away (spread_out): some kernels leave them stacked there.
  *
  * Lost wake-up freedom (Dekker): a sleeper increments its sleeper count (seq_cst), re-checks the
  * ring, and only then waits under the park lock; the other side changes the ring, issues a
@@ -51,6 +51,7 @@
 #include <jobq.h>
 
 #include "jobq-private.h"
+#include "placement.h"
 #include "ring.h"
 
 #define DEFAULT_CAPACITY 1024
@@ -64,6 +65,11 @@
  * µs in all) before it parks: polling less often than every pause keeps the cell line from
  * ping-ponging with the submitter that is writing it. */
 #define SPIN_POLLS 64
+/* A worker is starved after STARVE_N awake periods in a row shorter than STARVE_NS (see
+ * spread_out): a few wake-ups' worth of work each time, so the jobs come slower than it runs
+ * them. */
+#define STARVE_NS 50000u
+#define STARVE_N 2u
 #define SPIN_PAUSES 4
 /* parallel_for's caller, out of chunks, polls this many times (SPIN_PAUSES apart, ~20 µs in
  * all) for the chunks still running on other threads before it sleeps: they were sized to be
@@ -112,6 +118,8 @@ struct worker {
     _Atomic uint64_t claim;
     atomic_uint copied;
     atomic_int cpu;    /* CPU the worker woke up on (see spread_out), -1 while parked */
+    uint64_t woke_ns;  /* owner only: when it last woke from parking (0: never) */
+    unsigned starved;  /* owner only: awake periods in a row shorter than STARVE_NS */
     unsigned batch_n;  /* owner only: size of the current batch */
     unsigned hw_ticks; /* owner only: pops that saw a full scan (high-water sampling) */
     struct jobq__entry batch[MAX_BATCH];
@@ -174,6 +182,7 @@ struct jobq_pool {
     _Alignas(JOBQ__CACHE_LINE) atomic_uint searching;
     atomic_int first_err;
     atomic_int caller_cpu; /* CPU of the last parallel_for caller that handed out helpers */
+    atomic_int waker_cpu;  /* CPU of the last non-worker thread that woke a worker */
     _Alignas(JOBQ__CACHE_LINE) pthread_mutex_t lock;
     pthread_cond_t work;  /* workers wait for jobs */
     pthread_cond_t space; /* submitters wait for room */
@@ -353,43 +362,59 @@ cpu_taken(const jobq_pool *pool, const struct worker *self, int cpu)
 }
 
 /*
- * Called by a worker that has just been woken, in a pool that has run a parallel_for: if the
- * kernel put it on the CPU of the parallel_for caller (which computes chunks while its helpers
- * run), while an allowed CPU has neither the caller nor a worker, move there: pin to that CPU,
- * then restore the thread's own affinity mask (the kernel leaves the thread where it is, and
- * the mask the user or the cgroup set stays as it was).
+ * Called by a worker that has just been woken. The kernel places a woken thread on its previous
+ * CPU or its waker's, and on the development VM (a 2-vCPU Firecracker guest, kernel 6.18) it did
+ * not look for an idle one. Two placements cost a lot there, and the worker corrects them by
+ * moving itself (pin to the new CPU, then restore its own affinity mask: the kernel leaves the
+ * thread where it is, and the mask the user or the cgroup set stays as it was):
  *
- * Why: the kernel places a woken thread on its previous CPU or its waker's, and on the
- * development VM (a 2-vCPU Firecracker guest, kernel 6.18) it did not look for the idle one.
- * After a pause, a parallel_for caller and its one worker ended up on the same vCPU for as long
- * as they kept waking each other, every call serial: jobq_matmul, N = 128, 2 threads, 101 us per
- * call instead of 60 in 5 of 16 bench-matmul runs, none of 16 with this; N = 256, 0.74 ms
- * instead of 0.40 in 2 of 4. A moved worker's previous CPU is then its own, so later wake-ups
- * land there. Cost: one load per wake-up in pools without parallel_for; with it, a getcpu
- * (vDSO), and three system calls per move. Workers stacked on one CPU are left alone: moving
- * the second one (it runs only when the first is pre-empted, 1-4 ms late) measured no better,
- * and a submitter that then sleeps does not count. With as many workers as CPUs nothing moves.
+ * 1. On the CPU of the last parallel_for caller, which computes chunks while its helpers run:
+ *    move to an allowed CPU with neither the caller nor a worker on it, if there is one. After a
+ *    pause, a caller and its one worker ended up on one vCPU for as long as they kept waking
+ *    each other, every call serial: jobq_matmul, N = 128, 2 threads, 101 us per call instead of
+ *    60 in 5 of 16 bench-matmul runs, none of 16 with this; N = 256, 0.74 ms instead of 0.40 in
+ *    2 of 4.
+ * 2. Starved (its last STARVE_N awake periods each shorter than STARVE_NS: the jobs come slower
+ *    than the workers run them) and on the CPU of the thread that woke it (a submitter, not a
+ *    worker): move to another CPU without the submitter, sharing it with a worker if need be.
+ *    Then the submitter, the bottleneck, keeps its CPU. Empty jobs, single submit, 2 workers:
+ *    16-31 M jobs/s whenever a worker sat on the submitter's CPU (5 of 16 fresh pools), 50-63
+ *    otherwise; alternating bench-pool --point runs, medians of 8: 34 -> 47 M/s, and batch
+ *    submit 39 -> 58 M/s (5 each), 1 us and 100 us jobs unchanged (their workers do not starve).
+ *
+ * A moved worker's previous CPU is then its own, so later wake-ups land there. Cost per wake-up:
+ * two clock reads and a load; a getcpu (vDSO) in pools that ran parallel_for or when starved;
+ * three system calls per move. Workers stacked on one CPU while busy are left alone: moving the
+ * second one (it runs only when the first is pre-empted, 1-4 ms late) measured no better, and a
+ * submitter that then sleeps in jobq_pool_wait must not push busy workers together.
  */
+static int
+taken_by_pool(void *ctx, int cpu)
+{
+    const struct worker *w = ctx;
+
+    return cpu_taken(w->pool, w, cpu);
+}
+
 static void
 spread_out(jobq_pool *pool, struct worker *w)
 {
 #ifdef __linux__
-    int caller = atomic_load_explicit(&pool->caller_cpu, memory_order_relaxed), me, c, best = -1;
+    int caller = atomic_load_explicit(&pool->caller_cpu, memory_order_relaxed), me, best, waker;
+    int starved = w->starved >= STARVE_N;
     cpu_set_t allowed, one;
 
-    if (caller < 0)
+    if (caller < 0 && !starved)
         return;
     me = sched_getcpu();
     atomic_store_explicit(&w->cpu, me, memory_order_relaxed);
-    if (me != caller)
+    waker = atomic_load_explicit(&pool->waker_cpu, memory_order_relaxed);
+    /* The common case, no move, without a system call (jobq__spread_target checks it too). */
+    if (me < 0 || (me != caller && !(starved && me == waker)))
         return;
     if (pthread_getaffinity_np(pthread_self(), sizeof(allowed), &allowed) != 0)
         return;
-    for (c = 0; c < CPU_SETSIZE; c++)
-        if (c != me && CPU_ISSET(c, &allowed) && !cpu_taken(pool, w, c)) {
-            best = c;
-            break;
-        }
+    best = jobq__spread_target(me, caller, waker, starved, &allowed, taken_by_pool, w);
     if (best < 0)
         return;
     atomic_store_explicit(&w->cpu, best, memory_order_relaxed);
@@ -430,8 +455,12 @@ made_work(jobq_pool *pool)
         }
         (void)pthread_mutex_unlock(&pool->lock);
         /* After the unlock, as in wake_all(): the sleeper is waiting by now. */
-        if (wake)
+        if (wake) {
+            /* Only submitters: a worker's chain wake-up says nothing about the bottleneck. */
+            if (!is_own_worker(pool))
+                atomic_store_explicit(&pool->waker_cpu, current_cpu(), memory_order_relaxed);
             (void)pthread_cond_signal(&pool->work);
+        }
     }
 }
 
@@ -548,6 +577,12 @@ worker_take(jobq_pool *pool, struct worker *w)
         atomic_fetch_add(&pool->work_sleepers, 1);
         slept = 0;
         if (jobq__ring_size(&pool->ring) == 0 && !stealable(pool)) {
+            uint64_t t = jobq__now_ns();
+
+            /* How long this worker stayed awake since its last wake-up (see spread_out). */
+            w->starved = w->woke_ns != 0 && t - w->woke_ns < STARVE_NS
+                             ? (w->starved < STARVE_N ? w->starved + 1 : STARVE_N)
+                             : 0;
             atomic_store_explicit(&w->cpu, -1, memory_order_relaxed);
             (void)pthread_cond_wait(&pool->work, &pool->lock);
             if (atomic_load(&pool->wakes_pending) > 0)
@@ -556,8 +591,11 @@ worker_take(jobq_pool *pool, struct worker *w)
         }
         atomic_fetch_sub(&pool->work_sleepers, 1);
         (void)pthread_mutex_unlock(&pool->lock);
-        if (slept)
+        if (slept) {
             spread_out(pool, w);
+            /* After a move, so that its cost does not count as work. */
+            w->woke_ns = jobq__now_ns();
+        }
     }
 got:
     /* Work left behind in the ring or in our batch: make sure someone is awake to take it.
@@ -719,6 +757,7 @@ jobq_pool_create(jobq_pool **ret_pool, const jobq_pool_options *opts)
     (void)jobq__cond_init_monotonic(&pool->space); /* timed_submit deadlines are monotonic */
     (void)pthread_cond_init(&pool->idle, NULL);
     atomic_init(&pool->caller_cpu, -1);
+    atomic_init(&pool->waker_cpu, -1);
     pool->low_water = opts->capacity / 2;
     pool->threads = opts->threads;
     pool->worker_init = opts->worker_init;

@@ -308,60 +308,8 @@ Test(parallel, chunks_taken_in_order_may_wait_for_earlier_ones, .timeout = 60)
 }
 
 #ifdef __linux__
-#include <dirent.h>
 #include <sched.h>
-#include <stdio.h>
 #include <time.h>
-
-/* The kernel thread id of the pool thread named `name`, or -1. */
-static pid_t
-thread_tid(const char *name)
-{
-    DIR *d = opendir("/proc/self/task");
-    struct dirent *e;
-    pid_t tid = -1;
-
-    cr_assert(d != NULL);
-    while ((e = readdir(d)) != NULL && tid < 0) {
-        char path[300], comm[32] = "";
-        FILE *f;
-
-        if (e->d_name[0] == '.')
-            continue;
-        (void)snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-        f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        if (fgets(comm, sizeof(comm), f) != NULL && strncmp(comm, name, strlen(name)) == 0 &&
-            comm[strlen(name)] == '\n')
-            tid = (pid_t)atoi(e->d_name);
-        fclose(f);
-    }
-    closedir(d);
-    return tid;
-}
-
-/* The CPU thread `tid` last ran on (field 39 of its stat line). */
-static int
-thread_cpu(pid_t tid)
-{
-    char path[64], line[1024], *p;
-    int field = 2;
-    FILE *f;
-
-    (void)snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-    f = fopen(path, "r");
-    cr_assert(f != NULL);
-    cr_assert(fgets(line, sizeof(line), f) != NULL);
-    fclose(f);
-    p = strrchr(line, ')'); /* the name may hold spaces */
-    cr_assert(p != NULL);
-    for (; *p != '\0'; p++)
-        if (*p == ' ' && ++field == 39)
-            return atoi(p + 1);
-    cr_assert_fail("no processor field in %s", line);
-    return -1;
-}
 
 static int
 spin_chunk(void *ctx, size_t b, size_t e)
@@ -389,8 +337,8 @@ Test(parallel, woken_worker_leaves_the_callers_cpu_and_keeps_its_mask, .timeout 
     cpu_set_t all, one, got;
     jobq_pool *p = make_pool(1, 16);
     struct timespec pause = {0, 20 * 1000 * 1000};
-    pid_t tid = thread_tid("jobq-0");
-    int cpu, round;
+    pid_t tid = test_thread_tid("jobq-0");
+    int cpu, round, now, beside = 0;
 
     cr_assert(tid > 0, "worker thread jobq-0 not found");
     cr_assert_eq(sched_getaffinity(0, sizeof(all), &all), 0);
@@ -414,9 +362,13 @@ Test(parallel, woken_worker_leaves_the_callers_cpu_and_keeps_its_mask, .timeout 
 
         cr_assert_eq(sched_getaffinity(tid, sizeof(got), &got), 0);
         cr_assert(CPU_EQUAL(&got, &all), "round %d: the worker's mask was not restored", round);
-        cr_assert_neq(thread_cpu(tid), cpu, "round %d: worker still on the caller's CPU %d",
-                      round, cpu);
+        now = test_thread_cpu(tid);
+        cr_assert(now >= 0, "cannot read the worker's CPU");
+        beside += now == cpu;
     }
+    /* The kernel may move the worker back under load (other tests, other processes); a worker
+     * that never leaves ends all 10 rounds there. */
+    cr_assert(beside <= 4, "worker ended %d of 10 rounds on the caller's CPU %d", beside, cpu);
     jobq_pool_destroy(p);
 }
 #endif

@@ -10,6 +10,10 @@
 
 #include <dirent.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <time.h>
@@ -105,6 +109,56 @@ test_now_ns(void)
 
     (void)clock_gettime(CLOCK_MONOTONIC, &ts);
     return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+}
+
+/* Kernel thread id of this process's thread named `name` (e.g. "jobq-0"), or -1. */
+static inline pid_t
+test_thread_tid(const char *name)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    pid_t tid = -1;
+    size_t len = strlen(name);
+
+    if (d == NULL)
+        return -1;
+    while (tid < 0 && (e = readdir(d)) != NULL) {
+        char path[300], comm[32] = "";
+        FILE *f;
+
+        if (e->d_name[0] == '.')
+            continue;
+        (void)snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+        f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        if (fgets(comm, sizeof(comm), f) != NULL && strncmp(comm, name, len) == 0 &&
+            comm[len] == '\n')
+            tid = (pid_t)atoi(e->d_name);
+        (void)fclose(f);
+    }
+    (void)closedir(d);
+    return tid;
+}
+
+/* The CPU thread `tid` of this process last ran on (field 39 of its stat line), or -1. */
+static inline int
+test_thread_cpu(pid_t tid)
+{
+    char path[64], line[1024], *p;
+    int field = 2, cpu = -1;
+    FILE *f;
+
+    (void)snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    if (fgets(line, sizeof(line), f) != NULL && (p = strrchr(line, ')')) != NULL)
+        for (; *p != '\0' && cpu < 0; p++) /* after the name, which may hold spaces */
+            if (*p == ' ' && ++field == 39)
+                cpu = atoi(p + 1);
+    (void)fclose(f);
+    return cpu;
 }
 
 /* Threads of this process now (entries of /proc/self/task), or -1 when unknown. */

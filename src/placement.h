@@ -1,0 +1,27 @@
+/*
+ * placement.h - where a woken worker should move (see spread_out in pool.c). Private.
+ */
+#ifndef JOBQ_PLACEMENT_H
+#define JOBQ_PLACEMENT_H
+
+#ifdef __linux__
+#include <sched.h>
+
+/* Whether CPU `cpu` has another pool thread on it (a worker, or the parallel_for caller). */
+typedef int (*jobq__cpu_taken_fn)(void *ctx, int cpu);
+
+/*
+ * The CPU a worker that just woke up on `me` should move to, or -1 to stay. `caller`: CPU of
+ * the last parallel_for caller (-1: none); `waker`: CPU of the last submitter that woke a
+ * worker (-1: none); `starved`: the worker has been running out of work; `allowed`: its
+ * affinity mask. Moves when
+ *   - me == caller: to an allowed CPU that is not taken, if there is one;
+ *   - else, when starved and me == waker: to such a CPU, else to a taken one that is neither
+ *     the caller's nor the waker's.
+ * No system calls: the caller does the move.
+ */
+int jobq__spread_target(int me, int caller, int waker, int starved, const cpu_set_t *allowed,
+                        jobq__cpu_taken_fn taken, void *ctx);
+#endif
+
+#endif /* JOBQ_PLACEMENT_H */

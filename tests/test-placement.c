@@ -1,0 +1,99 @@
+/*
+ * test-placement.c - jobq__spread_target, the decision a woken worker makes about moving
+ * (white-box: src/placement.h). What the kernel then does with the thread depends on the
+ * machine and its load; the end-to-end checks are in test-pool.c and test-parallel.c.
+ */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+
+#include "placement.h"
+
+#ifdef __linux__
+/* ctx: an int array indexed by CPU, non-zero where another pool thread is. */
+static int
+taken_in(void *ctx, int cpu)
+{
+    const int *busy = ctx;
+
+    return cpu < 8 && busy[cpu];
+}
+
+static cpu_set_t
+cpus(int n)
+{
+    cpu_set_t s;
+    int i;
+
+    CPU_ZERO(&s);
+    for (i = 0; i < n; i++)
+        CPU_SET(i, &s);
+    return s;
+}
+
+Test(placement, stays_when_neither_beside_the_caller_nor_starved)
+{
+    cpu_set_t all = cpus(4);
+    int busy[8] = {0};
+
+    /* On a CPU that is not the caller's, not starved: stay, wherever the waker is. */
+    cr_assert_eq(jobq__spread_target(1, 0, 1, 0, &all, taken_in, busy), -1);
+    cr_assert_eq(jobq__spread_target(1, -1, -1, 0, &all, taken_in, busy), -1);
+    /* Starved but not on the waker's CPU: stay. */
+    cr_assert_eq(jobq__spread_target(2, -1, 1, 1, &all, taken_in, busy), -1);
+    /* Unknown CPU: stay. */
+    cr_assert_eq(jobq__spread_target(-1, -1, -1, 1, &all, taken_in, busy), -1);
+}
+
+Test(placement, leaves_the_callers_cpu_for_a_free_one_only)
+{
+    cpu_set_t all = cpus(4);
+    int busy[8] = {0};
+
+    busy[1] = 1; /* a worker on CPU 1 */
+    cr_assert_eq(jobq__spread_target(0, 0, -1, 0, &all, taken_in, busy), 2);
+    /* Every other CPU has a worker: nothing to gain. */
+    busy[2] = busy[3] = 1;
+    cr_assert_eq(jobq__spread_target(0, 0, -1, 0, &all, taken_in, busy), -1);
+    /* Beside the caller wins over starvation: still only to a free CPU. */
+    cr_assert_eq(jobq__spread_target(0, 0, 0, 1, &all, taken_in, busy), -1);
+}
+
+Test(placement, starved_worker_leaves_its_wakers_cpu_even_for_a_workers)
+{
+    cpu_set_t all = cpus(2);
+    int busy[8] = {0};
+
+    cr_assert_eq(jobq__spread_target(0, -1, 0, 1, &all, taken_in, busy), 1);
+    busy[1] = 1; /* the other worker is there: share it rather than the submitter's CPU */
+    cr_assert_eq(jobq__spread_target(0, -1, 0, 1, &all, taken_in, busy), 1);
+    /* Not starved: the same placement stays. */
+    cr_assert_eq(jobq__spread_target(0, -1, 0, 0, &all, taken_in, busy), -1);
+}
+
+Test(placement, starved_worker_prefers_a_free_cpu_and_never_the_callers)
+{
+    cpu_set_t all = cpus(4);
+    int busy[8] = {0};
+
+    busy[1] = 1;
+    cr_assert_eq(jobq__spread_target(0, -1, 0, 1, &all, taken_in, busy), 2);
+    /* CPU 1 is the parallel_for caller's, 2 and 3 have workers: 2 (not the caller's). */
+    busy[2] = busy[3] = 1;
+    cr_assert_eq(jobq__spread_target(0, 1, 0, 1, &all, taken_in, busy), 2);
+}
+
+Test(placement, only_allowed_cpus)
+{
+    cpu_set_t some;
+    int busy[8] = {0};
+
+    CPU_ZERO(&some);
+    CPU_SET(0, &some);
+    CPU_SET(3, &some);
+    cr_assert_eq(jobq__spread_target(0, 0, -1, 0, &some, taken_in, busy), 3);
+    cr_assert_eq(jobq__spread_target(0, -1, 0, 1, &some, taken_in, busy), 3);
+    /* A single allowed CPU: never move. */
+    CPU_CLR(3, &some);
+    cr_assert_eq(jobq__spread_target(0, 0, 0, 1, &some, taken_in, busy), -1);
+}
+#endif
