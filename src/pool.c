@@ -379,10 +379,12 @@ cpu_taken(const jobq_pool *pool, const struct worker *self, int cpu)
  *    worker): move to another CPU without the submitter, sharing it with a worker if need be.
  *    Then the submitter, the bottleneck, keeps its CPU. Empty jobs, single submit, 2 workers:
  *    16-31 M jobs/s whenever a worker sat on the submitter's CPU (5 of 16 fresh pools), 50-63
- *    otherwise; alternating bench-pool --point runs, medians of 8: 34 -> 47 M/s, and batch
- *    submit 39 -> 58 M/s (5 each), 1 us and 100 us jobs unchanged (their workers do not starve).
+ *    otherwise; alternating bench-pool --point runs, medians of 5: 36 -> 63 M/s, batch submit
+ *    56 -> 75 M/s; 1 us and 100 us jobs unchanged (their workers do not starve).
  *
- * A moved worker's previous CPU is then its own, so later wake-ups land there. Cost per wake-up:
+ * The decision is jobq__spread_target (placement.c). On this VM the kernel woke the worker
+ * beside its waker again after a move, so a starved worker may move on most wake-ups; a moved
+ * worker's previous CPU is its own, which helps kernels that keep it there. Cost per wake-up:
  * two clock reads and a load; a getcpu (vDSO) in pools that ran parallel_for or when starved;
  * three system calls per move. Workers stacked on one CPU while busy are left alone: moving the
  * second one (it runs only when the first is pre-empted, 1-4 ms late) measured no better, and a
