@@ -150,6 +150,12 @@ JOBQ_API void jobq_pool_options_init(jobq_pool_options *opts);
  * Start a pool. opts NULL means defaults. Errors: JOBQ_EINVAL (NULL ret_pool, threads 0,
  * capacity 0), JOBQ_ENOMEM, JOBQ_ETHREAD, or a worker_init failure code. On failure every
  * started thread has been joined and nothing leaks.
+ *
+ * Placement (Linux): a worker that the kernel wakes onto the CPU of the thread that last called
+ * jobq_pool_parallel_for moves itself to an allowed CPU with no pool thread, if there is one;
+ * a worker that keeps running out of work and is woken onto the CPU of the thread that
+ * submitted moves to another allowed CPU. Either way it keeps its affinity mask (it pins itself
+ * to the new CPU, then restores the mask), and a mask that allows a single CPU is never moved.
  */
 JOBQ_API int jobq_pool_create(jobq_pool **ret_pool, const jobq_pool_options *opts);
 
@@ -209,10 +215,8 @@ JOBQ_API int jobq_pool_worker_index(const jobq_pool *pool);
  * it, so when a thread gets chunk c, every chunk before c has been taken by a running thread
  * (a chunk may therefore wait for earlier chunks to finish, never for later ones).
  * Returns the first non-zero fn result (remaining chunks are skipped), else 0.
- * Placement (Linux): a worker that the kernel wakes onto the CPU of the thread that last called
- * parallel_for moves itself to an allowed CPU with no pool thread, if there is one, and keeps
- * its affinity mask (it pins itself there, then restores the mask). Masks that allow a single
- * CPU are never touched.
+ * A worker woken onto the CPU of the thread that last called parallel_for moves off it (see
+ * jobq_pool_create).
  */
 typedef int (*jobq_range_fn)(void *ctx, size_t begin, size_t end);
 JOBQ_API int jobq_pool_parallel_for(jobq_pool *pool, size_t begin, size_t end, size_t grain,
