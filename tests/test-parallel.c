@@ -341,19 +341,14 @@ Test(parallel, woken_worker_leaves_the_callers_cpu_and_keeps_its_mask, .timeout 
     int cpu, round, now, beside = 0;
 
     cr_assert(tid > 0, "worker thread jobq-0 not found");
-    cr_assert_eq(sched_getaffinity(0, sizeof(all), &all), 0);
-    if (CPU_COUNT(&all) < 2) {
+    cpu = test_first_of_two_cpus(&all, &one);
+    if (cpu < 0) {
         jobq_pool_destroy(p);
-        cr_skip_test("needs 2 allowed CPUs, has %d", CPU_COUNT(&all));
+        cr_skip_test("needs an affinity mask with 2 CPUs or more");
     }
-    for (cpu = 0; !CPU_ISSET(cpu, &all); cpu++)
-        ;
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
     for (round = 0; round < 10; round++) {
         /* Worker onto `cpu` and parked there; the caller on `cpu` as well. */
-        cr_assert_eq(sched_setaffinity(tid, sizeof(one), &one), 0);
-        cr_assert_eq(sched_setaffinity(tid, sizeof(all), &all), 0);
+        cr_assert_eq(test_place_thread(tid, &one, &all), 0);
         cr_assert_eq(sched_setaffinity(0, sizeof(one), &one), 0);
         nanosleep(&pause, NULL);
         cr_assert_eq(jobq_pool_parallel_for(p, 0, 8, 1, spin_chunk, NULL), 0);

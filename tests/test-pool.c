@@ -1370,15 +1370,11 @@ Test(pool, starved_worker_leaves_its_submitters_cpu_and_keeps_its_mask, .timeout
     int cpu, round, beside = 0;
 
     cr_assert(tid > 0, "worker thread jobq-0 not found");
-    cr_assert_eq(sched_getaffinity(0, sizeof(all), &all), 0);
-    if (CPU_COUNT(&all) < 2) {
+    cpu = test_first_of_two_cpus(&all, &one);
+    if (cpu < 0) {
         jobq_pool_destroy(p);
-        cr_skip_test("needs 2 allowed CPUs, has %d", CPU_COUNT(&all));
+        cr_skip_test("needs an affinity mask with 2 CPUs or more");
     }
-    for (cpu = 0; !CPU_ISSET(cpu, &all); cpu++)
-        ;
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
     memset(&wh, 0, sizeof(wh));
     wh.other = all;
     CPU_CLR(cpu, &wh.other);
@@ -1389,8 +1385,7 @@ Test(pool, starved_worker_leaves_its_submitters_cpu_and_keeps_its_mask, .timeout
     for (round = 0; round < 20; round++) {
         nanosleep(&pause, NULL); /* the worker parks between jobs */
         /* Parked, it is moved onto `cpu` and given its mask back: `cpu` is its last CPU. */
-        cr_assert_eq(sched_setaffinity(tid, sizeof(one), &one), 0);
-        cr_assert_eq(sched_setaffinity(tid, sizeof(all), &all), 0);
+        cr_assert_eq(test_place_thread(tid, &one, &all), 0);
         cr_assert_eq(jobq_pool_submit(p, &job), 0);
         cr_assert_eq(jobq_pool_wait(p), 0);
     }

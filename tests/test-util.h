@@ -161,6 +161,36 @@ test_thread_cpu(pid_t tid)
     return cpu;
 }
 
+#ifdef __linux__
+#include <sched.h>
+
+/* For the placement tests: *all = this thread's affinity mask, *one = {its first CPU}. Returns
+ * that CPU, or -1 when the mask cannot be read or allows fewer than 2 CPUs. */
+static inline int
+test_first_of_two_cpus(cpu_set_t *all, cpu_set_t *one)
+{
+    int cpu;
+
+    if (sched_getaffinity(0, sizeof(*all), all) != 0 || CPU_COUNT(all) < 2)
+        return -1;
+    for (cpu = 0; !CPU_ISSET(cpu, all); cpu++)
+        ;
+    CPU_ZERO(one);
+    CPU_SET(cpu, one);
+    return cpu;
+}
+
+/* Move thread `tid` (parked) onto the CPU in `one`, then give it `all` back: that CPU is then
+ * its last one, where the kernel is likely to wake it. 0 or -1. */
+static inline int
+test_place_thread(pid_t tid, const cpu_set_t *one, const cpu_set_t *all)
+{
+    if (sched_setaffinity(tid, sizeof(*one), one) != 0)
+        return -1;
+    return sched_setaffinity(tid, sizeof(*all), all);
+}
+#endif
+
 /* Threads of this process now (entries of /proc/self/task), or -1 when unknown. */
 static inline int
 test_thread_count(void)
