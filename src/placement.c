@@ -8,12 +8,18 @@
 
 #ifdef __linux__
 int
+jobq__spread_wanted(int me, int caller, int waker, int starved)
+{
+    return me >= 0 && (me == caller || (starved && me == waker));
+}
+
+int
 jobq__spread_target(int me, int caller, int waker, int starved, const cpu_set_t *allowed,
                     jobq__cpu_taken_fn taken, void *ctx)
 {
     int c, shared = -1;
 
-    if (me < 0 || (me != caller && !(starved && me == waker)))
+    if (!jobq__spread_wanted(me, caller, waker, starved))
         return -1;
     for (c = 0; c < CPU_SETSIZE; c++) {
         if (c == me || c == caller || !CPU_ISSET(c, allowed))

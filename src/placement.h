@@ -10,6 +10,10 @@
 /* Whether CPU `cpu` has another pool thread on it (a worker, or the parallel_for caller). */
 typedef int (*jobq__cpu_taken_fn)(void *ctx, int cpu);
 
+/* Whether a worker woken on `me` should look for another CPU at all (see below): cheap, so
+ * that the common case costs no system call. */
+int jobq__spread_wanted(int me, int caller, int waker, int starved);
+
 /*
  * The CPU a worker that just woke up on `me` should move to, or -1 to stay. `caller`: CPU of
  * the last parallel_for caller (-1: none); `waker`: CPU of the last submitter that woke a

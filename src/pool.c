@@ -65,12 +65,12 @@
  * µs in all) before it parks: polling less often than every pause keeps the cell line from
  * ping-ponging with the submitter that is writing it. */
 #define SPIN_POLLS 64
+#define SPIN_PAUSES 4
 /* A worker is starved after STARVE_N awake periods in a row shorter than STARVE_NS (see
  * spread_out): a few wake-ups' worth of work each time, so the jobs come slower than it runs
  * them. */
 #define STARVE_NS 50000u
 #define STARVE_N 2u
-#define SPIN_PAUSES 4
 /* parallel_for's caller, out of chunks, polls this many times (SPIN_PAUSES apart, ~20 µs in
  * all) for the chunks still running on other threads before it sleeps: they were sized to be
  * short, and a futex wake-up of the caller costs more than that on a hypervisor. */
@@ -361,6 +361,15 @@ cpu_taken(const jobq_pool *pool, const struct worker *self, int cpu)
     return 0;
 }
 
+/* jobq__spread_target's view of the pool. */
+static int
+taken_by_pool(void *ctx, int cpu)
+{
+    const struct worker *w = ctx;
+
+    return cpu_taken(w->pool, w, cpu);
+}
+
 /*
  * Called by a worker that has just been woken. The kernel places a woken thread on its previous
  * CPU or its waker's, and on the development VM (a 2-vCPU Firecracker guest, kernel 6.18) it did
@@ -390,14 +399,6 @@ cpu_taken(const jobq_pool *pool, const struct worker *self, int cpu)
  * second one (it runs only when the first is pre-empted, 1-4 ms late) measured no better, and a
  * submitter that then sleeps in jobq_pool_wait must not push busy workers together.
  */
-static int
-taken_by_pool(void *ctx, int cpu)
-{
-    const struct worker *w = ctx;
-
-    return cpu_taken(w->pool, w, cpu);
-}
-
 static void
 spread_out(jobq_pool *pool, struct worker *w)
 {
@@ -411,8 +412,7 @@ spread_out(jobq_pool *pool, struct worker *w)
     me = sched_getcpu();
     atomic_store_explicit(&w->cpu, me, memory_order_relaxed);
     waker = atomic_load_explicit(&pool->waker_cpu, memory_order_relaxed);
-    /* The common case, no move, without a system call (jobq__spread_target checks it too). */
-    if (me < 0 || (me != caller && !(starved && me == waker)))
+    if (!jobq__spread_wanted(me, caller, waker, starved))
         return;
     if (pthread_getaffinity_np(pthread_self(), sizeof(allowed), &allowed) != 0)
         return;

@@ -309,20 +309,18 @@ Test(parallel, chunks_taken_in_order_may_wait_for_earlier_ones, .timeout = 60)
 
 #ifdef __linux__
 #include <sched.h>
-#include <time.h>
 
+/* 0.2 ms of work per chunk. */
 static int
 spin_chunk(void *ctx, size_t b, size_t e)
 {
-    struct timespec t0, t;
+    unsigned long long t0 = test_now_ns();
 
     (void)ctx;
     (void)b;
     (void)e;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    do
-        clock_gettime(CLOCK_MONOTONIC, &t);
-    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 200000L);
+    while (test_now_ns() - t0 < 200000ull)
+        ;
     return 0;
 }
 
@@ -336,7 +334,6 @@ Test(parallel, woken_worker_leaves_the_callers_cpu_and_keeps_its_mask, .timeout 
 {
     cpu_set_t all, one, got;
     jobq_pool *p = make_pool(1, 16);
-    struct timespec pause = {0, 20 * 1000 * 1000};
     pid_t tid = test_thread_tid("jobq-0");
     int cpu, round, now, beside = 0;
 
@@ -350,7 +347,7 @@ Test(parallel, woken_worker_leaves_the_callers_cpu_and_keeps_its_mask, .timeout 
         /* Worker onto `cpu` and parked there; the caller on `cpu` as well. */
         cr_assert_eq(test_place_thread(tid, &one, &all), 0);
         cr_assert_eq(sched_setaffinity(0, sizeof(one), &one), 0);
-        nanosleep(&pause, NULL);
+        test_sleep_ms(20);
         cr_assert_eq(jobq_pool_parallel_for(p, 0, 8, 1, spin_chunk, NULL), 0);
         cr_assert_eq(sched_setaffinity(0, sizeof(all), &all), 0);
         cr_assert_eq(jobq_pool_wait(p), 0);

@@ -1362,7 +1362,6 @@ Test(pool, starved_worker_leaves_its_submitters_cpu_and_keeps_its_mask, .timeout
 {
     cpu_set_t all, one, got;
     jobq_pool *p = make_pool(1, 16);
-    struct timespec pause = {0, 2 * 1000 * 1000};
     struct where wh;
     pthread_t busy;
     jobq_job job = {0};
@@ -1383,7 +1382,7 @@ Test(pool, starved_worker_leaves_its_submitters_cpu_and_keeps_its_mask, .timeout
     job.arg = &wh;
     cr_assert_eq(sched_setaffinity(0, sizeof(one), &one), 0); /* the submitter on `cpu` */
     for (round = 0; round < 20; round++) {
-        nanosleep(&pause, NULL); /* the worker parks between jobs */
+        test_sleep_ms(2); /* the worker parks between jobs */
         /* Parked, it is moved onto `cpu` and given its mask back: `cpu` is its last CPU. */
         cr_assert_eq(test_place_thread(tid, &one, &all), 0);
         cr_assert_eq(jobq_pool_submit(p, &job), 0);

@@ -115,7 +115,7 @@ struct mm_call {
     size_t npc;          /* k blocks: ceil(k / KC) */
     size_t nslices;      /* (column block, k block) pairs: ceil(npanels / NC panels) * npc */
     atomic_size_t *progress; /* slice-major order: slices done per row block, else NULL */
-    size_t bpack_len;    /* private B (see run_fused): doubles per slot's copy, else 0 */
+    size_t bpack_len;    /* private B (see run_private): doubles per slot's copy, else 0 */
     unsigned char *bpacked; /* private B: slot s's copy is packed (written by its owner only) */
 };
 
@@ -437,18 +437,43 @@ slot_of(const struct mm_call *mc)
     return w >= 0 ? (size_t)w : mc->nslots - 1;
 }
 
+/* Row block b, slices [s0, s1), with packed B `bpack`, on the calling thread's A buffer. */
+static void
+run_block(const struct mm_call *mc, const double *bpack, size_t b, size_t s0, size_t s1)
+{
+    const size_t r0 = b * mc->block_rows;
+    const size_t r1 = mc->m - r0 < mc->block_rows ? mc->m : r0 + mc->block_rows;
+
+    compute_rows(mc, bpack, mc->apack + slot_of(mc) * mc->apack_len, r0, r1, s0, s1);
+}
+
 static int
 run_blocks(void *ctx, size_t b0, size_t b1)
 {
     const struct mm_call *mc = ctx;
-    double *apack = mc->apack + slot_of(mc) * mc->apack_len;
-    size_t b, r0, r1;
+    size_t b;
 
-    for (b = b0; b < b1; b++) {
-        r0 = b * mc->block_rows;
-        r1 = mc->m - r0 < mc->block_rows ? mc->m : r0 + mc->block_rows;
-        compute_rows(mc, mc->bpack, apack, r0, r1, 0, mc->nslices);
+    for (b = b0; b < b1; b++)
+        run_block(mc, mc->bpack, b, 0, mc->nslices);
+    return 0;
+}
+
+/* Private B (see the header): row blocks [b0, b1), after packing this thread's own copy of B
+ * the first time it gets one. */
+static int
+run_private(void *ctx, size_t b0, size_t b1)
+{
+    struct mm_call *mc = ctx;
+    const size_t slot = slot_of(mc);
+    double *bpack = mc->bpack + slot * mc->bpack_len;
+    size_t b;
+
+    if (!mc->bpacked[slot]) {
+        pack_b_rows(mc, bpack, 0, mc->k);
+        mc->bpacked[slot] = 1;
     }
+    for (b = b0; b < b1; b++)
+        run_block(mc, bpack, b, 0, mc->nslices);
     return 0;
 }
 
@@ -462,21 +487,18 @@ run_blocks(void *ctx, size_t b0, size_t b1)
 static void
 run_slice_task(const struct mm_call *mc, size_t t)
 {
-    double *apack = mc->apack + slot_of(mc) * mc->apack_len;
-    size_t b = t % mc->nblocks, s = t / mc->nblocks, r0, r1, spins;
+    size_t b = t % mc->nblocks, s = t / mc->nblocks, spins;
 
-    r0 = b * mc->block_rows;
-    r1 = mc->m - r0 < mc->block_rows ? mc->m : r0 + mc->block_rows;
     for (spins = 0; atomic_load_explicit(&mc->progress[b], memory_order_acquire) < s; spins++)
         if (spins % 64 == 63)
             (void)sched_yield();
-    compute_rows(mc, mc->bpack, apack, r0, r1, s, s + 1);
+    run_block(mc, mc->bpack, b, s, s + 1);
     atomic_store_explicit(&mc->progress[b], s + 1, memory_order_release);
 }
 
 /*
- * PARALLEL_FOR dispatch in one round. Private B: every index a row block, and each thread packs
- * its own copy of B first. Otherwise indices [0, npack) are pack chunks of B, the rest tasks.
+ * PARALLEL_FOR dispatch in one round (without private B): indices [0, npack) are pack chunks of
+ * B, the rest tasks.
  * parallel_for hands indices out in increasing order and a thread runs each index it takes at
  * once, so when a thread takes a row block every pack chunk has been taken by a running thread;
  * it waits (briefly: one chunk) until they are all done. One round instead of two saves the
@@ -489,20 +511,6 @@ run_fused(void *ctx, size_t i0, size_t i1)
     size_t i, p0, spins;
 
     for (i = i0; i < i1; i++) {
-        if (mc->bpack_len != 0) {
-            size_t slot = slot_of(mc);
-            double *bpack = mc->bpack + slot * mc->bpack_len;
-
-            if (!mc->bpacked[slot]) {
-                pack_b_rows(mc, bpack, 0, mc->k);
-                mc->bpacked[slot] = 1;
-            }
-            compute_rows(mc, bpack, mc->apack + slot * mc->apack_len, i * mc->block_rows,
-                         mc->m - i * mc->block_rows < mc->block_rows ? mc->m
-                                                                      : (i + 1) * mc->block_rows,
-                         0, mc->nslices);
-            continue;
-        }
         if (i < mc->npack) {
             p0 = i * mc->pack_rows;
             (void)pack_b(mc, p0, mc->k - p0 < mc->pack_rows ? mc->k : p0 + mc->pack_rows);
@@ -697,7 +705,7 @@ jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size
     mc.nslices = (mc.npanels + MM_NC_COLS / nr - 1) / (MM_NC_COLS / nr) * mc.npc;
     mc.pack_rows = MM_PACK_CHUNK / mc.nrtot + 1;
     if (opts->dispatch == JOBQ_MATMUL_PARALLEL_FOR && mc.bpack_len != 0) {
-        err = dispatch(&mc, opts->dispatch, mc.nblocks, 1, run_fused);
+        err = dispatch(&mc, opts->dispatch, mc.nblocks, 1, run_private);
     } else if (opts->dispatch == JOBQ_MATMUL_PARALLEL_FOR) {
         size_t ntasks = mc.nblocks;
 
