@@ -208,8 +208,10 @@ JOBQ_API unsigned jobq_pool_threads(const jobq_pool *pool);
 JOBQ_API int jobq_pool_worker_index(const jobq_pool *pool);
 
 /*
- * Call fn(ctx, b, e) over disjoint sub-ranges [b, e) covering [begin, end) exactly once, each at
- * most `grain` long (grain 0 = automatic), on the workers and the calling thread, and wait. Safe
+ * Call fn(ctx, b, e) over disjoint sub-ranges [b, e) covering [begin, end) exactly once, each
+ * `grain` long (the last one may be shorter), on the workers and the calling thread, and wait.
+ * grain 0 = automatic: guided chunks, each the rest of the range divided by twice the number of
+ * threads, down to 1/256 of one thread's share, so the last chunks are short. Safe
  * to call from a worker (nested): the caller takes chunks itself, so it never waits on queued
  * work. Chunks are handed out in increasing order and a thread runs a chunk as soon as it takes
  * it, so when a thread gets chunk c, every chunk before c has been taken by a running thread

@@ -92,6 +92,7 @@ awkward_ranges(unsigned threads)
     check_cover(p, 1000, 1997, 7); /* begin != 0 */
     check_cover(p, 3, 100003, 0);
     check_cover(p, SIZE_MAX - 100, SIZE_MAX, 9); /* no overflow at the top of size_t */
+    check_cover(p, SIZE_MAX - 100000, SIZE_MAX, 0);
     jobq_pool_destroy(p);
 }
 
@@ -114,6 +115,75 @@ Test(parallel, reversed_range_refused, .timeout = 10)
     cr_expect_eq(jobq_pool_parallel_for(p, 10, 5, 1, cover_fn, &c), JOBQ_EINVAL);
     cr_expect_eq(atomic_load(&c.chunks), 0);
     jobq_pool_destroy(p);
+}
+
+/* Automatic grain hands out chunks that shrink toward the end of the range, so a thread that
+ * starts late or is pre-empted holds the others up by a short chunk, not by 1/(8 * threads) of
+ * the range; and there are few of them, so cheap bodies do not pay an atomic per index. */
+#define GUIDED_N 100000
+#define GUIDED_MAX_CHUNKS 4096
+
+struct guided {
+    atomic_uint n;
+    size_t b[GUIDED_MAX_CHUNKS], e[GUIDED_MAX_CHUNKS];
+};
+
+static int
+guided_fn(void *ctx, size_t b, size_t e)
+{
+    struct guided *g = ctx;
+    unsigned i = atomic_fetch_add(&g->n, 1);
+
+    if (i < GUIDED_MAX_CHUNKS) {
+        g->b[i] = b;
+        g->e[i] = e;
+    }
+    return 0;
+}
+
+static int
+by_begin(const void *x, const void *y)
+{
+    const size_t *a = x, *b = y;
+
+    return (a[0] > b[0]) - (a[0] < b[0]);
+}
+
+Test(parallel, automatic_grain_shrinks_chunks_toward_the_end, .timeout = 30)
+{
+    static struct guided g;
+    static size_t ch[GUIDED_MAX_CHUNKS][2];
+    const unsigned workers = 2, takers = workers + 1; /* and the calling thread */
+    jobq_pool *p = make_pool(workers, 16);
+    unsigned n, i;
+
+    cr_assert_eq(jobq_pool_parallel_for(p, 0, GUIDED_N, 0, guided_fn, &g), 0);
+    jobq_pool_destroy(p);
+    n = atomic_load(&g.n);
+    cr_assert(n >= 2 * takers && n <= 40 * takers, "%u chunks for %u threads", n, takers);
+    for (i = 0; i < n; i++) {
+        ch[i][0] = g.b[i];
+        ch[i][1] = g.e[i];
+    }
+    qsort(ch, n, sizeof(ch[0]), by_begin);
+    cr_expect_eq(ch[0][0], 0);
+    cr_expect_eq(ch[n - 1][1], GUIDED_N);
+    for (i = 0; i < n; i++) {
+        size_t len = ch[i][1] - ch[i][0];
+
+        cr_assert_gt(len, 0);
+        /* No chunk takes half of what is left, unless it is one of the short tail chunks. */
+        if (len > GUIDED_N / (64 * takers))
+            cr_expect_lt(len, (GUIDED_N - ch[i][0]) / 2, "chunk %u [%zu, %zu)", i, ch[i][0],
+                         ch[i][1]);
+        if (i > 0) {
+            cr_expect_eq(ch[i][0], ch[i - 1][1], "chunks %u and %u not contiguous", i - 1, i);
+            cr_expect_leq(len, ch[i - 1][1] - ch[i - 1][0], "chunk %u longer than chunk %u", i,
+                          i - 1);
+        }
+    }
+    /* The last chunk: a small fraction of one thread's share. */
+    cr_expect_leq(ch[n - 1][1] - ch[n - 1][0], GUIDED_N / (64 * takers));
 }
 
 /* Nested: a job on the only worker runs a parallel_for on the same pool. The worker must take
