@@ -19,6 +19,11 @@
  *   naive-ijk   the textbook triple loop, rows spread over the pool (N <= 1024 only)
  *   transposed  B transposed once, then row-by-row dot products, rows over the pool (N <= 1024)
  * ratio_openblas = openblas best time / this best time (> 1: faster than OpenBLAS).
+ * After the rows, '# speed-up' lines give best time on 1 thread / best time on T threads for
+ * jobq and OpenBLAS, next to the machine's own ceiling measured in the same run (at the start
+ * and at the end): how much faster T threads run a register-only FMA loop (no memory traffic)
+ * at once than one thread alone. On a VM whose vCPUs share physical cores or are descheduled
+ * by the host, that ceiling is below T, and no multiply can beat it.
  * OpenBLAS reads OPENBLAS_CORETYPE when it is loaded; an environment that forces a core (this
  * development machine sets Haswell, i.e. AVX2 only, on an AVX-512 CPU) would handicap the peer.
  * So unless --keep-openblas-coretype is given, the bench re-executes itself once without that
@@ -28,6 +33,8 @@
  * --impls keeps only the named implementations (for quick comparisons, e.g. a tuning sweep);
  * an implementation that does not apply (no OpenBLAS, baselines above N = 1024) stays out.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +201,141 @@ warm_up(struct bench *b, enum impl im)
     while (now_s() - t0 < WARM_S);
 }
 
+/* ---- compute ceiling: T threads running a register-only FMA loop at once vs one ------------ */
+
+#define CEIL_ITERS (1u << 25)
+#define CEIL_TRIES 3
+#define CEIL_MAX_T 64
+
+struct ceil_run {
+    atomic_uint ready;
+    atomic_int go;
+    double sink[CEIL_MAX_T];
+};
+
+struct ceil_arg {
+    struct ceil_run *run;
+    unsigned index;
+};
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define CEIL_VEC 1
+__attribute__((target("avx2,fma"))) static double
+fma_loop_avx2(void)
+{
+    __m256d a[12], m = _mm256_set1_pd(0.999999), c = _mm256_set1_pd(1e-9);
+    double out[4], sum = 0;
+    unsigned i, k;
+
+    for (k = 0; k < 12; k++)
+        a[k] = _mm256_set1_pd(1.0 + k);
+    for (i = 0; i < CEIL_ITERS; i++)
+        for (k = 0; k < 12; k++)
+            a[k] = _mm256_fmadd_pd(a[k], m, c);
+    for (k = 1; k < 12; k++)
+        a[0] = _mm256_add_pd(a[0], a[k]);
+    _mm256_storeu_pd(out, a[0]);
+    for (k = 0; k < 4; k++)
+        sum += out[k];
+    return sum;
+}
+#endif
+
+/* Twelve independent chains, enough to keep the FMA units busy (latency x throughput). */
+static double
+fma_loop_scalar(void)
+{
+    double a[12], sum = 0;
+    unsigned i, k;
+
+    for (k = 0; k < 12; k++)
+        a[k] = 1.0 + k;
+    for (i = 0; i < CEIL_ITERS; i++)
+        for (k = 0; k < 12; k++)
+            a[k] = a[k] * 0.999999 + 1e-9;
+    for (k = 0; k < 12; k++)
+        sum += a[k];
+    return sum;
+}
+
+static double
+fma_loop(void)
+{
+#ifdef CEIL_VEC
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return fma_loop_avx2();
+#endif
+    return fma_loop_scalar();
+}
+
+static void *
+ceil_thread(void *p)
+{
+    struct ceil_arg *a = p;
+
+    atomic_fetch_add(&a->run->ready, 1);
+    while (!atomic_load_explicit(&a->run->go, memory_order_acquire))
+        ;
+    a->run->sink[a->index] = fma_loop();
+    return NULL;
+}
+
+/* Seconds for `t` threads (the caller and t - 1 started ones) to run the loop at once. */
+static double
+ceil_time(unsigned t)
+{
+    static struct ceil_run run;
+    struct ceil_arg args[CEIL_MAX_T];
+    pthread_t tids[CEIL_MAX_T];
+    unsigned i, started = 0;
+    double t0, t1;
+
+    atomic_store(&run.ready, 0);
+    atomic_store(&run.go, 0);
+    for (i = 1; i < t && i < CEIL_MAX_T; i++) {
+        args[i].run = &run;
+        args[i].index = i;
+        if (pthread_create(&tids[i], NULL, ceil_thread, &args[i]) != 0)
+            break;
+        started++;
+    }
+    while (atomic_load(&run.ready) != started)
+        ;
+    t0 = now_s();
+    atomic_store_explicit(&run.go, 1, memory_order_release);
+    run.sink[0] = fma_loop();
+    for (i = 1; i <= started; i++)
+        (void)pthread_join(tids[i], NULL);
+    t1 = now_s();
+    return started + 1 == t ? t1 - t0 : -1.0;
+}
+
+/* T threads' speed-up over one on the FMA loop, best times of CEIL_TRIES each; < 0 on error. */
+static double
+compute_ceiling(unsigned t)
+{
+    double one = 1e30, all = 1e30, x;
+    int k;
+
+    if (t < 1 || t > CEIL_MAX_T)
+        return -1.0;
+    /* Untimed first: wakes idle CPUs up (clock, vCPU scheduling). */
+    if (ceil_time(t) < 0)
+        return -1.0;
+    for (k = 0; k < CEIL_TRIES; k++) {
+        x = ceil_time(1);
+        if (x > 0 && x < one)
+            one = x;
+        x = ceil_time(t);
+        if (x < 0)
+            return -1.0;
+        if (x < all)
+            all = x;
+    }
+    return (double)t * one / all;
+}
+
 static int
 cmp_double(const void *x, const void *y)
 {
@@ -245,12 +387,49 @@ parse_list(const char *s, size_t *out, size_t max)
     return (int)count;
 }
 
+/* '# speed-up' lines: best 1-thread time / best T-thread time, and the FMA ceiling. */
+static void
+print_speedups(const size_t *sizes, int nsizes, const size_t *tlist, int nthreads,
+               double (*bests)[8][I_COUNT], const double *ceil_start)
+{
+    int one = -1, ti, si;
+
+    for (ti = 0; ti < nthreads; ti++)
+        if (tlist[ti] == 1)
+            one = ti;
+    for (ti = 0; ti < nthreads; ti++) {
+        double ceil_end;
+
+        if (tlist[ti] <= 1)
+            continue;
+        ceil_end = compute_ceiling((unsigned)tlist[ti]);
+        printf("# compute ceiling, T = %zu: a register-only FMA loop runs %.3fx as fast on %zu "
+               "threads at once as on one (start of the run), %.3fx (end)\n",
+               tlist[ti], ceil_start[ti], tlist[ti], ceil_end);
+        if (one < 0)
+            continue;
+        for (si = 0; si < nsizes; si++) {
+            const double *b1 = bests[si][one], *bt = bests[si][ti];
+
+            printf("# speed-up N = %zu, T = %zu:", sizes[si], tlist[ti]);
+            if (bt[I_JOBQ] > 0 && b1[I_JOBQ] > 0)
+                printf(" jobq %.3fx", b1[I_JOBQ] / bt[I_JOBQ]);
+            if (bt[I_OPENBLAS] > 0 && b1[I_OPENBLAS] > 0)
+                printf(" openblas %.3fx", b1[I_OPENBLAS] / bt[I_OPENBLAS]);
+            printf("\n");
+        }
+    }
+}
+
 int
 main(int argc, char **argv)
 {
     size_t sizes[32] = {128, 256, 512, 1000, 1023, 1024, 2048}, tlist[8];
     int nsizes = 7, nthreads, rounds_opt = 0, i, have_openblas = 0, avx2;
     int want[I_COUNT];
+    /* Best times per size, thread count and implementation, for the speed-up lines. */
+    static double bests[32][8][I_COUNT];
+    double ceil_start[8] = {0};
     unsigned cores = jobq_cpu_count();
     time_t now = time(NULL);
     char date[64];
@@ -327,6 +506,9 @@ main(int argc, char **argv)
     printf("# naive-ijk and transposed only for N <= %d\n", BASELINE_MAX_N);
     printf("# jobq rows reuse one jobq_matmul_workspace per (N, T), as OpenBLAS reuses its "
            "buffer; blocks of consecutive calls per implementation, %d passes\n", PASSES);
+    for (int ti = 0; ti < nthreads; ti++)
+        if (tlist[ti] > 1)
+            ceil_start[ti] = compute_ceiling((unsigned)tlist[ti]);
     printf("n,threads,impl,kernel,rounds,best_s,median_s,gflops,ratio_openblas\n");
     fflush(stdout);
 
@@ -447,6 +629,7 @@ main(int argc, char **argv)
                     kern = jobq_matmul_kernel_name(jobq_matmul_kernel_best());
                 else if (im == I_AVX2)
                     kern = "avx2";
+                bests[si][ti][im] = best[im];
                 printf("%zu,%u,%s,%s,%d,%.9f,%.9f,%.3f,", n, b.threads, impl_names[im], kern, cnt,
                        best[im], med[im], flops / best[im] * 1e-9);
                 if (use[I_OPENBLAS])
@@ -464,5 +647,6 @@ main(int argc, char **argv)
         free(C);
         free(BT);
     }
+    print_speedups(sizes, nsizes, tlist, nthreads, bests, ceil_start);
     return 0;
 }
