@@ -1325,7 +1325,8 @@ jobq_pool_parallel_for(jobq_pool *pool, size_t begin, size_t end, size_t grain, 
     /* The threads that may take chunks: the workers and, unless it is one of them, the caller. */
     takers = (size_t)pool->threads + !is_own_worker(pool);
     if (grain == 0) {
-        /* Guided: as many chunks as that takes, at least 2 * takers (see pfor_take). */
+        /* Guided (see pfor_take): about 12 chunks per taker, and never fewer than
+         * min(n, 2 * takers); only that lower bound is needed below, for the helper count. */
         nchunks = n < 2 * takers ? n : 2 * takers;
     } else {
         nchunks = n / grain + (n % grain != 0);
@@ -1349,8 +1350,8 @@ jobq_pool_parallel_for(jobq_pool *pool, size_t begin, size_t end, size_t grain, 
     pf->nchunks = nchunks;
     pf->share = 2 * takers;
     /* The shortest guided chunk: 1/256 of a thread's share of the range (and at least one
-     * index), so the tail is short next to the whole and the chunk count stays near
-     * 2 * takers * ln(256) whatever n is. */
+     * index), so the tail is short next to the whole, and the chunks number about
+     * 2 * takers * (ln(128) + 1), whatever n is. */
     pf->least = n / (256 * takers) > 0 ? n / (256 * takers) : 1;
     pf->fn = fn;
     pf->ctx = ctx;
