@@ -214,17 +214,19 @@ bench_print_env(const char *what, const char *extra)
  * How busy the machine was with *other* processes over an interval: /proc/stat's busy jiffies
  * (user, nice, system, irq, softirq, steal) of all CPUs minus this process's own CPU time
  * (getrusage), as a fraction of all CPU time. On a shared machine this is the first thing to
- * look at before believing an efficiency below 1.
+ * look at before believing an efficiency below 1. Steal (time the hypervisor ran something else
+ * on our vCPUs) is also reported on its own: no change in the program can win it back.
  */
 struct bench_machine {
     unsigned long long busy, total; /* jiffies, all CPUs */
+    unsigned long long steal;       /* jiffies, all CPUs, part of busy */
     double self_s;                  /* this process's user + system seconds */
 };
 
 static inline struct bench_machine
 bench_machine_now(void)
 {
-    struct bench_machine m = { 0, 0, 0 };
+    struct bench_machine m = { 0, 0, 0, 0 };
     unsigned long long v[8] = { 0 };
     struct rusage ru;
     FILE *f = fopen("/proc/stat", "r");
@@ -233,6 +235,7 @@ bench_machine_now(void)
         if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
                    &v[4], &v[5], &v[6], &v[7]) == 8) {
             m.busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+            m.steal = v[7];
             m.total = m.busy + v[3] + v[4];
         }
         (void)fclose(f);
@@ -258,8 +261,8 @@ bench_machine_report(struct bench_machine a, struct bench_machine b)
     if (others < 0)
         others = 0;
     printf("# machine during the run: this process %.0f %%, other processes %.0f %% of all CPU "
-           "time%s\n",
-           100 * self / total, 100 * others / total,
+           "time (host steal %.1f %%)%s\n",
+           100 * self / total, 100 * others / total, 100 * (double)(b.steal - a.steal) / total,
            others / total > 0.05 ? " (shared machine: expect lower, noisier efficiencies)" : "");
 }
 

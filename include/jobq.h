@@ -154,8 +154,11 @@ JOBQ_API void jobq_pool_options_init(jobq_pool_options *opts);
  * Placement (Linux): a worker that the kernel wakes onto the CPU of the thread that last called
  * jobq_pool_parallel_for moves itself to an allowed CPU with no pool thread, if there is one;
  * a worker that keeps running out of work and is woken onto the CPU of the thread that
- * submitted moves to another allowed CPU. Either way it keeps its affinity mask (it pins itself
- * to the new CPU, then restores the mask), and a mask that allows a single CPU is never moved.
+ * submitted moves to another allowed CPU; any other worker woken onto a CPU where another
+ * worker is awake moves to an allowed CPU with no worker, if there is one (a worker woken while
+ * another wake-up is on its way yields its CPU once, so that a second worker queued behind it
+ * can do so). Each keeps its affinity mask (it pins itself to the new CPU, then restores the
+ * mask), and a mask that allows a single CPU is never moved.
  */
 JOBQ_API int jobq_pool_create(jobq_pool **ret_pool, const jobq_pool_options *opts);
 

@@ -12,20 +12,22 @@ typedef int (*jobq__cpu_taken_fn)(void *ctx, int cpu);
 
 /* Whether a worker woken on `me` should look for another CPU at all (see below): cheap, so
  * that the common case costs no system call. */
-int jobq__spread_wanted(int me, int caller, int waker, int starved);
+int jobq__spread_wanted(int me, int caller, int waker, int starved, int stacked);
 
 /*
  * The CPU a worker that just woke up on `me` should move to, or -1 to stay. `caller`: CPU of
  * the last parallel_for caller (-1: none); `waker`: CPU of the last submitter that woke a
- * worker (-1: none); `starved`: the worker has been running out of work; `allowed`: its
- * affinity mask. Moves when
+ * worker (-1: none); `starved`: the worker has been running out of work; `stacked`: another
+ * awake worker woke on `me` too; `allowed`: its affinity mask. Moves when
  *   - me == caller: to an allowed CPU that is not taken, if there is one;
  *   - else, when starved and me == waker: to such a CPU, else to a taken one that is neither
- *     the caller's nor the waker's.
+ *     the caller's nor the waker's;
+ *   - else, when stacked and not starved: to an allowed CPU that is not taken (the waker's CPU
+ *     counts as free: a submitter that woke workers soon parks or shares), if there is one.
  * No system calls: the caller does the move.
  */
-int jobq__spread_target(int me, int caller, int waker, int starved, const cpu_set_t *allowed,
-                        jobq__cpu_taken_fn taken, void *ctx);
+int jobq__spread_target(int me, int caller, int waker, int starved, int stacked,
+                        const cpu_set_t *allowed, jobq__cpu_taken_fn taken, void *ctx);
 #endif
 
 #endif /* JOBQ_PLACEMENT_H */

@@ -17,8 +17,9 @@
  *   - a worker claims a batch of jobs with one CAS when the ring is long (half the ready run, so
  *     long jobs still spread over all workers) and accounts for the batch at once, on counters
  *     in its own cache line, with one pair of clock reads;
- *   - (Linux) a worker woken onto the CPU of a parallel_for caller, or a starved one woken onto
- *     its submitter's CPU, moves away (spread_out): some kernels leave them stacked there.
+ *   - (Linux) a worker woken onto the CPU of a parallel_for caller, a starved one woken onto
+ *     its submitter's CPU, or one woken where another worker is awake, moves away (spread_out):
+ *     some kernels leave them stacked there.
  *
  * Lost wake-up freedom (Dekker): a sleeper increments its sleeper count (seq_cst), re-checks the
  * ring, and only then waits under the park lock; the other side changes the ring, issues a
@@ -361,6 +362,19 @@ cpu_taken(const jobq_pool *pool, const struct worker *self, int cpu)
     return 0;
 }
 
+/* Whether another awake worker last woke up on `cpu`. */
+static int
+worker_on(const jobq_pool *pool, const struct worker *self, int cpu)
+{
+    unsigned i;
+
+    for (i = 0; i < pool->threads; i++)
+        if (&pool->workers[i] != self &&
+            atomic_load_explicit(&pool->workers[i].cpu, memory_order_relaxed) == cpu)
+            return 1;
+    return 0;
+}
+
 /* jobq__spread_target's view of the pool. */
 static int
 taken_by_pool(void *ctx, int cpu)
@@ -390,33 +404,42 @@ taken_by_pool(void *ctx, int cpu)
  *    16-31 M jobs/s whenever a worker sat on the submitter's CPU (5 of 16 fresh pools), 50-63
  *    otherwise; alternating bench-pool --point runs, medians of 5: 36 -> 63 M/s, batch submit
  *    56 -> 75 M/s; 1 us and 100 us jobs unchanged (their workers do not starve).
+ * 3. Not starved and on a CPU where another awake worker woke: move to an allowed CPU with no
+ *    worker and not the caller's (a submitter's counts as free: it parks or shares), if there
+ *    is one. Two wake-ups sent back to back landed on one vCPU (see make_way, which lets the
+ *    second worker run at once instead of a tick later so that it can get here). A cold start
+ *    of 4000 single submits of 100 us jobs right after the submitter had been busy: the second
+ *    worker's first job at 2-2.7 ms in 10 of 12 runs before, 1 of 12 after; bench-pool 100 us
+ *    single submit alternating with raw-threads, 3 runs each: 0.967-0.968 -> 0.987-0.990.
+ *    Starved workers skip this rule, which would undo rule 2.
  *
  * The decision is jobq__spread_target (placement.c). On this VM the kernel woke the worker
  * beside its waker again after a move, so a starved worker may move on most wake-ups; a moved
  * worker's previous CPU is its own, which helps kernels that keep it there. Cost per wake-up:
- * two clock reads and a load; a getcpu (vDSO) in pools that ran parallel_for or when starved;
- * three system calls per move. Workers stacked on one CPU while busy are left alone: moving the
- * second one (it runs only when the first is pre-empted, 1-4 ms late) measured no better, and a
- * submitter that then sleeps in jobq_pool_wait must not push busy workers together.
+ * two clock reads, a getcpu (rseq or vDSO) and a load per worker; three system calls per move.
+ * A worker that a running worker keeps off its CPU cannot move itself until it runs, which
+ * without make_way's yield is when the first is pre-empted (1-4 ms late): moving it then
+ * measured no better.
  */
 static void
 spread_out(jobq_pool *pool, struct worker *w)
 {
 #ifdef __linux__
     int caller = atomic_load_explicit(&pool->caller_cpu, memory_order_relaxed), me, best, waker;
-    int starved = w->starved >= STARVE_N;
+    int starved = w->starved >= STARVE_N, stacked;
     cpu_set_t allowed, one;
 
-    if (caller < 0 && !starved)
-        return;
     me = sched_getcpu();
     atomic_store_explicit(&w->cpu, me, memory_order_relaxed);
+    if (me < 0)
+        return;
+    stacked = pool->threads > 1 && worker_on(pool, w, me);
     waker = atomic_load_explicit(&pool->waker_cpu, memory_order_relaxed);
-    if (!jobq__spread_wanted(me, caller, waker, starved))
+    if (!jobq__spread_wanted(me, caller, waker, starved, stacked))
         return;
     if (pthread_getaffinity_np(pthread_self(), sizeof(allowed), &allowed) != 0)
         return;
-    best = jobq__spread_target(me, caller, waker, starved, &allowed, taken_by_pool, w);
+    best = jobq__spread_target(me, caller, waker, starved, stacked, &allowed, taken_by_pool, w);
     if (best < 0)
         return;
     atomic_store_explicit(&w->cpu, best, memory_order_relaxed);
@@ -429,6 +452,31 @@ spread_out(jobq_pool *pool, struct worker *w)
     /* Fails only if the allowed set changed in between; the thread then stays on `best`,
      * which was in it. */
     (void)pthread_setaffinity_np(pthread_self(), sizeof(allowed), &allowed);
+#else
+    (void)pool;
+    (void)w;
+#endif
+}
+
+/*
+ * Called by a worker that has just been woken (and placed itself): if another worker's wake-up
+ * is still on its way, yield the CPU once. Two wake-ups sent back to back can land on one CPU:
+ * the kernel counts a CPU whose wake-up has not landed yet as idle. sched: tracepoints on the
+ * development VM showed the second worker then waiting behind the first for a whole scheduler
+ * tick (4.5 ms) while the other vCPU sat idle, and a submitter that had just been busy made it
+ * the rule (second worker's first 100 us job at 2-2.7 ms in 10 of 12 cold starts, 0-1 of 12
+ * otherwise). The yield lets such a stacked worker run now, see (spread_out) that it woke where
+ * a worker is awake, and move to a free CPU; with nothing else queued here it returns at once.
+ */
+static void
+make_way(jobq_pool *pool, const struct worker *w)
+{
+#ifdef __linux__
+    /* Not when starved: such a worker parks and wakes again within microseconds, and the
+     * stacked move does not apply to it (see jobq__spread_wanted). */
+    if (pool->threads > 1 && w->starved < STARVE_N &&
+        atomic_load_explicit(&pool->wakes_pending, memory_order_relaxed) > 0)
+        (void)sched_yield();
 #else
     (void)pool;
     (void)w;
@@ -595,6 +643,7 @@ worker_take(jobq_pool *pool, struct worker *w)
         (void)pthread_mutex_unlock(&pool->lock);
         if (slept) {
             spread_out(pool, w);
+            make_way(pool, w);
             /* After a move, so that its cost does not count as work. */
             w->woke_ns = jobq__now_ns();
         }

@@ -36,12 +36,12 @@ Test(placement, stays_when_neither_beside_the_caller_nor_starved)
     int busy[8] = {0};
 
     /* On a CPU that is not the caller's, not starved: stay, wherever the waker is. */
-    cr_assert_eq(jobq__spread_target(1, 0, 1, 0, &all, taken_in, busy), -1);
-    cr_assert_eq(jobq__spread_target(1, -1, -1, 0, &all, taken_in, busy), -1);
+    cr_assert_eq(jobq__spread_target(1, 0, 1, 0, 0, &all, taken_in, busy), -1);
+    cr_assert_eq(jobq__spread_target(1, -1, -1, 0, 0, &all, taken_in, busy), -1);
     /* Starved but not on the waker's CPU: stay. */
-    cr_assert_eq(jobq__spread_target(2, -1, 1, 1, &all, taken_in, busy), -1);
+    cr_assert_eq(jobq__spread_target(2, -1, 1, 1, 0, &all, taken_in, busy), -1);
     /* Unknown CPU: stay. */
-    cr_assert_eq(jobq__spread_target(-1, -1, -1, 1, &all, taken_in, busy), -1);
+    cr_assert_eq(jobq__spread_target(-1, -1, -1, 1, 0, &all, taken_in, busy), -1);
 }
 
 Test(placement, leaves_the_callers_cpu_for_a_free_one_only)
@@ -50,12 +50,12 @@ Test(placement, leaves_the_callers_cpu_for_a_free_one_only)
     int busy[8] = {0};
 
     busy[1] = 1; /* a worker on CPU 1 */
-    cr_assert_eq(jobq__spread_target(0, 0, -1, 0, &all, taken_in, busy), 2);
+    cr_assert_eq(jobq__spread_target(0, 0, -1, 0, 0, &all, taken_in, busy), 2);
     /* Every other CPU has a worker: nothing to gain. */
     busy[2] = busy[3] = 1;
-    cr_assert_eq(jobq__spread_target(0, 0, -1, 0, &all, taken_in, busy), -1);
+    cr_assert_eq(jobq__spread_target(0, 0, -1, 0, 0, &all, taken_in, busy), -1);
     /* Beside the caller wins over starvation: still only to a free CPU. */
-    cr_assert_eq(jobq__spread_target(0, 0, 0, 1, &all, taken_in, busy), -1);
+    cr_assert_eq(jobq__spread_target(0, 0, 0, 1, 0, &all, taken_in, busy), -1);
 }
 
 Test(placement, starved_worker_leaves_its_wakers_cpu_even_for_a_workers)
@@ -63,11 +63,11 @@ Test(placement, starved_worker_leaves_its_wakers_cpu_even_for_a_workers)
     cpu_set_t all = cpus(2);
     int busy[8] = {0};
 
-    cr_assert_eq(jobq__spread_target(0, -1, 0, 1, &all, taken_in, busy), 1);
+    cr_assert_eq(jobq__spread_target(0, -1, 0, 1, 0, &all, taken_in, busy), 1);
     busy[1] = 1; /* the other worker is there: share it rather than the submitter's CPU */
-    cr_assert_eq(jobq__spread_target(0, -1, 0, 1, &all, taken_in, busy), 1);
+    cr_assert_eq(jobq__spread_target(0, -1, 0, 1, 0, &all, taken_in, busy), 1);
     /* Not starved: the same placement stays. */
-    cr_assert_eq(jobq__spread_target(0, -1, 0, 0, &all, taken_in, busy), -1);
+    cr_assert_eq(jobq__spread_target(0, -1, 0, 0, 0, &all, taken_in, busy), -1);
 }
 
 Test(placement, starved_worker_prefers_a_free_cpu_and_never_the_callers)
@@ -76,10 +76,10 @@ Test(placement, starved_worker_prefers_a_free_cpu_and_never_the_callers)
     int busy[8] = {0};
 
     busy[1] = 1;
-    cr_assert_eq(jobq__spread_target(0, -1, 0, 1, &all, taken_in, busy), 2);
+    cr_assert_eq(jobq__spread_target(0, -1, 0, 1, 0, &all, taken_in, busy), 2);
     /* CPU 1 is the parallel_for caller's, 2 and 3 have workers: 2 (not the caller's). */
     busy[2] = busy[3] = 1;
-    cr_assert_eq(jobq__spread_target(0, 1, 0, 1, &all, taken_in, busy), 2);
+    cr_assert_eq(jobq__spread_target(0, 1, 0, 1, 0, &all, taken_in, busy), 2);
 }
 
 Test(placement, only_allowed_cpus)
@@ -90,10 +90,53 @@ Test(placement, only_allowed_cpus)
     CPU_ZERO(&some);
     CPU_SET(0, &some);
     CPU_SET(3, &some);
-    cr_assert_eq(jobq__spread_target(0, 0, -1, 0, &some, taken_in, busy), 3);
-    cr_assert_eq(jobq__spread_target(0, -1, 0, 1, &some, taken_in, busy), 3);
+    cr_assert_eq(jobq__spread_target(0, 0, -1, 0, 0, &some, taken_in, busy), 3);
+    cr_assert_eq(jobq__spread_target(0, -1, 0, 1, 0, &some, taken_in, busy), 3);
     /* A single allowed CPU: never move. */
     CPU_CLR(3, &some);
-    cr_assert_eq(jobq__spread_target(0, 0, 0, 1, &some, taken_in, busy), -1);
+    cr_assert_eq(jobq__spread_target(0, 0, 0, 1, 0, &some, taken_in, busy), -1);
+}
+
+Test(placement, stacked_worker_moves_to_a_free_cpu_only)
+{
+    cpu_set_t all = cpus(2);
+    int busy[8] = {0};
+
+    /* Another awake worker woke on CPU 0 too; CPU 1 has the submitter that woke them: go. */
+    busy[0] = 1;
+    cr_assert_eq(jobq__spread_target(0, -1, 1, 0, 1, &all, taken_in, busy), 1);
+    cr_assert_eq(jobq__spread_target(0, -1, -1, 0, 1, &all, taken_in, busy), 1);
+    /* A worker on CPU 1 as well: sharing another worker's CPU gains nothing, stay. */
+    busy[1] = 1;
+    cr_assert_eq(jobq__spread_target(0, -1, 1, 0, 1, &all, taken_in, busy), -1);
+    /* Not stacked: stay. */
+    busy[1] = 0;
+    cr_assert_eq(jobq__spread_target(0, -1, 1, 0, 0, &all, taken_in, busy), -1);
+}
+
+Test(placement, starved_worker_ignores_stacking)
+{
+    cpu_set_t all = cpus(2);
+    int busy[8] = {0};
+
+    /* Starved, stacked on a worker, the submitter on CPU 1: the starved rule keeps it off the
+     * submitter's CPU, so the stacked rule must not send it there (they would alternate). */
+    busy[0] = 1;
+    cr_assert_eq(jobq__spread_target(0, -1, 1, 1, 1, &all, taken_in, busy), -1);
+    cr_assert(!jobq__spread_wanted(0, -1, 1, 1, 1));
+    /* Starved on the submitter's CPU, stacked or not: leave it as before. */
+    cr_assert_eq(jobq__spread_target(1, -1, 1, 1, 1, &all, taken_in, busy), 0);
+}
+
+Test(placement, stacked_worker_never_moves_onto_the_callers_cpu)
+{
+    cpu_set_t all = cpus(3);
+    int busy[8] = {0};
+
+    /* CPU 1 is the parallel_for caller's (taken), CPU 2 free. */
+    busy[0] = busy[1] = 1;
+    cr_assert_eq(jobq__spread_target(0, 1, -1, 0, 1, &all, taken_in, busy), 2);
+    busy[2] = 1;
+    cr_assert_eq(jobq__spread_target(0, 1, -1, 0, 1, &all, taken_in, busy), -1);
 }
 #endif
