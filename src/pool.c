@@ -396,7 +396,9 @@ taken_by_pool(void *ctx, int cpu)
  *    pause, a caller and its one worker ended up on one vCPU for as long as they kept waking
  *    each other, every call serial: jobq_matmul, N = 128, 2 threads, 101 us per call instead of
  *    60 in 5 of 16 bench-matmul runs, none of 16 with this; N = 256, 0.74 ms instead of 0.40 in
- *    2 of 4.
+ *    2 of 4. This rule alone (`after_search`) is also checked whenever a worker takes work
+ *    without having slept: one pre-empted by the caller it had just woken (see
+ *    yield_to_worker) finds the helper job that way.
  * 2. Starved (its last STARVE_N awake periods each shorter than STARVE_NS: the jobs come slower
  *    than the workers run them) and on the CPU of the thread that woke it (a submitter, not a
  *    worker): move to another CPU without the submitter, sharing it with a worker if need be.
@@ -422,18 +424,20 @@ taken_by_pool(void *ctx, int cpu)
  * measured no better.
  */
 static void
-spread_out(jobq_pool *pool, struct worker *w)
+spread_out(jobq_pool *pool, struct worker *w, int after_search)
 {
 #ifdef __linux__
     int caller = atomic_load_explicit(&pool->caller_cpu, memory_order_relaxed), me, best, waker;
-    int starved = w->starved >= STARVE_N, stacked;
+    int starved = !after_search && w->starved >= STARVE_N, stacked;
     cpu_set_t allowed, one;
 
+    if (after_search && caller < 0)
+        return;
     me = sched_getcpu();
     atomic_store_explicit(&w->cpu, me, memory_order_relaxed);
     if (me < 0)
         return;
-    stacked = pool->threads > 1 && worker_on(pool, w, me);
+    stacked = !after_search && pool->threads > 1 && worker_on(pool, w, me);
     waker = atomic_load_explicit(&pool->waker_cpu, memory_order_relaxed);
     if (!jobq__spread_wanted(me, caller, waker, starved, stacked))
         return;
@@ -455,6 +459,7 @@ spread_out(jobq_pool *pool, struct worker *w)
 #else
     (void)pool;
     (void)w;
+    (void)after_search;
 #endif
 }
 
@@ -480,6 +485,27 @@ make_way(jobq_pool *pool, const struct worker *w)
 #else
     (void)pool;
     (void)w;
+#endif
+}
+
+/*
+ * Called by a parallel_for caller on `cpu` that has just queued its helpers: if an awake worker
+ * last woke on this CPU, it can only be runnable behind us (or gone elsewhere since), so yield
+ * once. A worker that wakes its jobq_pool_wait caller on its own CPU is often pre-empted by it
+ * right there, still counted as searching, so queuing the helpers wakes nobody: sched:
+ * tracepoints showed such a worker waiting 3.9 ms (until the tick) beside the caller while the
+ * other vCPU idled (cold 1-worker calls of 4000 100 us jobs: first chunk 1.9-3.9 ms late in 6
+ * of 6). After the yield it finds the helper, sees the caller's CPU and moves (spread_out).
+ */
+static void
+yield_to_worker(jobq_pool *pool, int cpu)
+{
+#ifdef __linux__
+    if (cpu >= 0 && worker_on(pool, NULL, cpu))
+        (void)sched_yield();
+#else
+    (void)pool;
+    (void)cpu;
 #endif
 }
 
@@ -642,13 +668,17 @@ worker_take(jobq_pool *pool, struct worker *w)
         atomic_fetch_sub(&pool->work_sleepers, 1);
         (void)pthread_mutex_unlock(&pool->lock);
         if (slept) {
-            spread_out(pool, w);
+            spread_out(pool, w, 0);
             make_way(pool, w);
             /* After a move, so that its cost does not count as work. */
             w->woke_ns = jobq__now_ns();
         }
     }
 got:
+    /* Work found without a wake-up on the parallel_for caller's CPU: most likely pre-empted
+     * there by the caller (see yield_to_worker), so go (rule 1 only; one load when no
+     * parallel_for ever ran). */
+    spread_out(pool, w, 1);
     /* Work left behind in the ring or in our batch: make sure someone is awake to take it.
      * A searcher must also look again after it stopped searching: producers skipped their
      * wake-up while it searched (seq_cst: our decrement of `searching`, then these loads, pair
@@ -1364,7 +1394,7 @@ jobq_pool_parallel_for(jobq_pool *pool, size_t begin, size_t end, size_t grain, 
     struct pfor *pf;
     size_t n, nchunks, i, helpers, takers;
     jobq_job job;
-    int err;
+    int err, caller;
 
     if (pool == NULL || fn == NULL || end < begin)
         return JOBQ_EINVAL;
@@ -1417,11 +1447,11 @@ jobq_pool_parallel_for(jobq_pool *pool, size_t begin, size_t end, size_t grain, 
     job.arg = pf;
     /* Where this caller computes (see spread_out); written only when it changed, since the
      * line is shared with the workers' searching count. */
+    caller = -1;
     if (helpers > 0 && !is_own_worker(pool)) {
-        int cpu = current_cpu();
-
-        if (atomic_load_explicit(&pool->caller_cpu, memory_order_relaxed) != cpu)
-            atomic_store_explicit(&pool->caller_cpu, cpu, memory_order_relaxed);
+        caller = current_cpu();
+        if (atomic_load_explicit(&pool->caller_cpu, memory_order_relaxed) != caller)
+            atomic_store_explicit(&pool->caller_cpu, caller, memory_order_relaxed);
     }
     for (i = 0; i < helpers; i++) {
         if (jobq_pool_try_submit(pool, &job) != 0) {
@@ -1429,6 +1459,8 @@ jobq_pool_parallel_for(jobq_pool *pool, size_t begin, size_t end, size_t grain, 
             break;
         }
     }
+    if (i > 0)
+        yield_to_worker(pool, caller);
 
     pfor_work(pf);
     for (i = 0; i < PFOR_WAIT_POLLS && atomic_load(&pf->done) != n; i++) {

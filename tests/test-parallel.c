@@ -433,4 +433,84 @@ Test(parallel, woken_worker_leaves_the_callers_cpu_and_keeps_its_mask, .timeout 
     cr_assert(beside <= 4, "worker ended %d of 10 rounds on the caller's CPU %d", beside, cpu);
     jobq_pool_destroy(p);
 }
+
+struct chunk_cpus {
+    jobq_pool *pool;
+    int worker, caller; /* CPU each ran its chunk on, -1: ran none */
+};
+
+/* 5 ms of work (longer than a scheduler tick), noting where it ran. */
+static int
+note_chunk_cpu(void *ctx, size_t b, size_t e)
+{
+    struct chunk_cpus *cc = ctx;
+    unsigned long long t0 = test_now_ns();
+
+    (void)b;
+    (void)e;
+    if (jobq_pool_worker_index(cc->pool) >= 0)
+        cc->worker = sched_getcpu();
+    else
+        cc->caller = sched_getcpu();
+    while (test_now_ns() - t0 < 5000000ull)
+        ;
+    return 0;
+}
+
+static int
+noop_job(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+/* Keeps one CPU busy for 20 ms, as the other half of a two-thread computation. */
+static void *
+busy_20ms(void *arg)
+{
+    unsigned long long t0 = test_now_ns();
+
+    (void)arg;
+    while (test_now_ns() - t0 < 20000000ull)
+        ;
+    return NULL;
+}
+
+/*
+ * A worker that wakes its jobq_pool_wait caller on its own CPU is often pre-empted by it right
+ * there: runnable but not running, and still counted as searching, so a parallel_for that the
+ * caller starts next wakes nobody. On the development VM such a worker waited for the tick
+ * (3.9 ms) beside the caller while the other vCPU idled, then ran its chunk there. The caller
+ * must make way, and the worker, once it has work, must leave the caller's CPU. Each round, as
+ * in the probe that found it: two threads busy for 20 ms, then a fresh one-worker pool, a no-op
+ * job and a wait, then two chunks of 5 ms; the test notes where each thread ran its chunk.
+ */
+Test(parallel, worker_preempted_on_the_callers_cpu_leaves_it_for_its_chunk, .timeout = 60)
+{
+    cpu_set_t all, one;
+    jobq_job noop = {noop_job, NULL, NULL};
+    int round, beside = 0, ran = 0;
+
+    if (test_first_of_two_cpus(&all, &one) < 0)
+        cr_skip_test("needs an affinity mask with 2 CPUs or more");
+    for (round = 0; round < 12; round++) {
+        struct chunk_cpus cc = {NULL, -1, -1};
+        pthread_t busy;
+
+        cr_assert_eq(pthread_create(&busy, NULL, busy_20ms, NULL), 0);
+        (void)busy_20ms(NULL);
+        cr_assert_eq(pthread_join(busy, NULL), 0);
+        test_sleep_ms(20);
+        cc.pool = make_pool(1, 16);
+        cr_assert_eq(jobq_pool_submit(cc.pool, &noop), 0);
+        cr_assert_eq(jobq_pool_wait(cc.pool), 0);
+        cr_assert_eq(jobq_pool_parallel_for(cc.pool, 0, 2, 1, note_chunk_cpu, &cc), 0);
+        jobq_pool_destroy(cc.pool);
+        ran += cc.worker >= 0;
+        beside += cc.worker >= 0 && cc.worker == cc.caller;
+    }
+    cr_assert(ran >= 6, "the worker ran a chunk in only %d of 12 rounds", ran);
+    cr_assert(beside <= 3, "the worker ran its chunk on the caller's CPU in %d of %d rounds",
+              beside, ran);
+}
 #endif
