@@ -152,9 +152,9 @@ JOBQ_API void jobq_pool_options_init(jobq_pool_options *opts);
  * started thread has been joined and nothing leaks.
  *
  * Placement (Linux): a worker that the kernel wakes onto the CPU of the thread that last called
- * jobq_pool_parallel_for, or that takes work there, moves itself to an allowed CPU with no pool
- * thread, if there is one (a caller that finds an awake worker recorded on its own CPU after
- * queuing its helpers yields once, so that the worker can run and go);
+ * jobq_pool_parallel_for, or that starts one of its helpers there, moves itself to an allowed
+ * CPU with no pool thread, if there is one (a caller that finds an awake worker recorded on its
+ * own CPU after queuing its helpers yields once, so that the worker can run and go);
  * a worker that keeps running out of work and is woken onto the CPU of the thread that
  * submitted moves to another allowed CPU; any other worker woken onto a CPU where another
  * worker is awake moves to an allowed CPU with no worker, if there is one (a worker woken while

@@ -396,9 +396,9 @@ taken_by_pool(void *ctx, int cpu)
  *    pause, a caller and its one worker ended up on one vCPU for as long as they kept waking
  *    each other, every call serial: jobq_matmul, N = 128, 2 threads, 101 us per call instead of
  *    60 in 5 of 16 bench-matmul runs, none of 16 with this; N = 256, 0.74 ms instead of 0.40 in
- *    2 of 4. This rule alone (`after_search`) is also checked whenever a worker takes work
- *    without having slept: one pre-empted by the caller it had just woken (see
- *    yield_to_worker) finds the helper job that way.
+ *    2 of 4. This rule alone (`after_search`) is also checked when a worker starts a
+ *    parallel_for helper: one pre-empted by the caller it had just woken (see
+ *    yield_to_worker) takes the helper without having slept.
  * 2. Starved (its last STARVE_N awake periods each shorter than STARVE_NS: the jobs come slower
  *    than the workers run them) and on the CPU of the thread that woke it (a submitter, not a
  *    worker): move to another CPU without the submitter, sharing it with a worker if need be.
@@ -675,10 +675,6 @@ worker_take(jobq_pool *pool, struct worker *w)
         }
     }
 got:
-    /* Work found without a wake-up on the parallel_for caller's CPU: most likely pre-empted
-     * there by the caller (see yield_to_worker), so go (rule 1 only; one load when no
-     * parallel_for ever ran). */
-    spread_out(pool, w, 1);
     /* Work left behind in the ring or in our batch: make sure someone is awake to take it.
      * A searcher must also look again after it stopped searching: producers skipped their
      * wake-up while it searched (seq_cst: our decrement of `searching`, then these loads, pair
@@ -1382,6 +1378,10 @@ pfor_helper(void *arg)
 {
     struct pfor *pf = arg;
 
+    /* A helper taken on the caller's CPU without a wake-up (spread_out checks rule 1 only after
+     * one) was most likely pre-empted there by the caller (see yield_to_worker): go first. */
+    if (current_worker != NULL)
+        spread_out(current_worker->pool, current_worker, 1);
     pfor_work(pf);
     pfor_release(pf);
     return 0;
