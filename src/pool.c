@@ -346,23 +346,7 @@ current_cpu(void)
 #endif
 }
 
-/* Whether `cpu` has other pool threads on it: the last parallel_for caller, or a worker last
- * seen waking there. */
-static int
-cpu_taken(const jobq_pool *pool, const struct worker *self, int cpu)
-{
-    unsigned i;
-
-    if (atomic_load_explicit(&pool->caller_cpu, memory_order_relaxed) == cpu)
-        return 1;
-    for (i = 0; i < pool->threads; i++)
-        if (&pool->workers[i] != self &&
-            atomic_load_explicit(&pool->workers[i].cpu, memory_order_relaxed) == cpu)
-            return 1;
-    return 0;
-}
-
-/* Whether another awake worker last woke up on `cpu`. */
+/* Whether an awake worker other than `self` (NULL: any) last woke up on `cpu`. */
 static int
 worker_on(const jobq_pool *pool, const struct worker *self, int cpu)
 {
@@ -373,6 +357,15 @@ worker_on(const jobq_pool *pool, const struct worker *self, int cpu)
             atomic_load_explicit(&pool->workers[i].cpu, memory_order_relaxed) == cpu)
             return 1;
     return 0;
+}
+
+/* Whether `cpu` has other pool threads on it: the last parallel_for caller, or a worker last
+ * seen waking there. */
+static int
+cpu_taken(const jobq_pool *pool, const struct worker *self, int cpu)
+{
+    return atomic_load_explicit(&pool->caller_cpu, memory_order_relaxed) == cpu ||
+           worker_on(pool, self, cpu);
 }
 
 /* jobq__spread_target's view of the pool. */
@@ -396,7 +389,7 @@ taken_by_pool(void *ctx, int cpu)
  *    pause, a caller and its one worker ended up on one vCPU for as long as they kept waking
  *    each other, every call serial: jobq_matmul, N = 128, 2 threads, 101 us per call instead of
  *    60 in 5 of 16 bench-matmul runs, none of 16 with this; N = 256, 0.74 ms instead of 0.40 in
- *    2 of 4. This rule alone (`after_search`) is also checked when a worker starts a
+ *    2 of 4. This rule alone (`caller_only`) is also checked when a worker starts a
  *    parallel_for helper: one pre-empted by the caller it had just woken (see
  *    yield_to_worker) takes the helper without having slept.
  * 2. Starved (its last STARVE_N awake periods each shorter than STARVE_NS: the jobs come slower
@@ -424,20 +417,20 @@ taken_by_pool(void *ctx, int cpu)
  * measured no better.
  */
 static void
-spread_out(jobq_pool *pool, struct worker *w, int after_search)
+spread_out(jobq_pool *pool, struct worker *w, int caller_only)
 {
 #ifdef __linux__
     int caller = atomic_load_explicit(&pool->caller_cpu, memory_order_relaxed), me, best, waker;
-    int starved = !after_search && w->starved >= STARVE_N, stacked;
+    int starved = !caller_only && w->starved >= STARVE_N, stacked;
     cpu_set_t allowed, one;
 
-    if (after_search && caller < 0)
+    if (caller_only && caller < 0)
         return;
     me = sched_getcpu();
     atomic_store_explicit(&w->cpu, me, memory_order_relaxed);
     if (me < 0)
         return;
-    stacked = !after_search && pool->threads > 1 && worker_on(pool, w, me);
+    stacked = !caller_only && pool->threads > 1 && worker_on(pool, w, me);
     waker = atomic_load_explicit(&pool->waker_cpu, memory_order_relaxed);
     if (!jobq__spread_wanted(me, caller, waker, starved, stacked))
         return;
@@ -459,7 +452,7 @@ spread_out(jobq_pool *pool, struct worker *w, int after_search)
 #else
     (void)pool;
     (void)w;
-    (void)after_search;
+    (void)caller_only;
 #endif
 }
 
