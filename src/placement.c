@@ -1,10 +1,17 @@
 /*
- * placement.c - the decision half of a woken worker's move (pool.c's spread_out makes it).
- * Kept apart, with no system calls, so that tests can check it case by case: what the kernel
- * does with a thread depends on the machine and its load.
+ * placement.c - the decision half of pool.c's CPU-aware choices: a woken worker's move
+ * (spread_out makes it) and who wakes a parked submitter (made_room). Kept apart, with no system
+ * calls, so that tests can check them case by case: what the kernel does with a thread depends
+ * on the machine and its load.
  */
 #define _GNU_SOURCE
 #include "placement.h"
+
+int
+jobq__wake_submitter(size_t size, size_t low_water, int me, int parked)
+{
+    return size <= low_water && (size <= low_water / 2 || me == parked);
+}
 
 #ifdef __linux__
 /* A starved worker ignores `stacked`: it moves off its submitter's CPU onto a worker's if need
@@ -35,7 +42,4 @@ jobq__spread_target(int me, int caller, int waker, int starved, int stacked,
      * gains nothing. A starved worker leaves the submitter even for a worker's CPU. */
     return me != caller && starved && me == waker ? shared : -1;
 }
-#else
-/* ISO C forbids an empty translation unit. */
-typedef int jobq__placement_unused;
 #endif

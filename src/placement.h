@@ -1,8 +1,19 @@
 /*
- * placement.h - where a woken worker should move (see spread_out in pool.c). Private.
+ * placement.h - the CPU-aware decisions of pool.c: where a woken worker should move (see
+ * spread_out) and which worker wakes a parked submitter (see made_room). Private.
  */
 #ifndef JOBQ_PLACEMENT_H
 #define JOBQ_PLACEMENT_H
+
+#include <stddef.h>
+
+/*
+ * Whether a pop that left `size` jobs in the ring should wake the submitters parked for room:
+ * at `low_water` when the popping thread runs on `me` == `parked`, the CPU the submitter parked
+ * on (the kernel then queues it locally, with no inter-processor interrupt); at half of
+ * low_water whatever the CPUs. With both CPUs unknown (-1, as off Linux) that is low_water.
+ */
+int jobq__wake_submitter(size_t size, size_t low_water, int me, int parked);
 
 #ifdef __linux__
 #include <sched.h>

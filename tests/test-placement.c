@@ -1,12 +1,44 @@
 /*
- * test-placement.c - jobq__spread_target, the decision a woken worker makes about moving
- * (white-box: src/placement.h). What the kernel then does with the thread depends on the
- * machine and its load; the end-to-end checks are in test-pool.c and test-parallel.c.
+ * test-placement.c - jobq__spread_target, the decision a woken worker makes about moving, and
+ * jobq__wake_submitter, whether a pop wakes a parked submitter (white-box: src/placement.h).
+ * What the kernel then does with the threads depends on the machine and its load; the
+ * end-to-end checks are in test-pool.c and test-parallel.c.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 
 #include "placement.h"
+
+Test(placement, submitter_is_woken_at_low_water_only_from_its_own_cpu)
+{
+    /* Above low water nobody wakes it, on its CPU or not. */
+    cr_assert_not(jobq__wake_submitter(513, 512, 3, 3));
+    /* At or below low water: from the CPU it parked on, yes; from another, not yet. */
+    cr_assert(jobq__wake_submitter(512, 512, 3, 3));
+    cr_assert(jobq__wake_submitter(300, 512, 3, 3));
+    cr_assert_not(jobq__wake_submitter(512, 512, 2, 3));
+    cr_assert_not(jobq__wake_submitter(257, 512, 2, 3));
+    /* A popping thread whose CPU is unknown is "another CPU". */
+    cr_assert_not(jobq__wake_submitter(300, 512, -1, 3));
+}
+
+Test(placement, submitter_is_woken_at_half_low_water_from_any_cpu)
+{
+    cr_assert(jobq__wake_submitter(256, 512, 2, 3));
+    cr_assert(jobq__wake_submitter(0, 512, 2, 3));
+    cr_assert(jobq__wake_submitter(0, 512, -1, 3));
+    /* Capacity 1 (low water 0) and 2 (low water 1): woken once the ring is empty. */
+    cr_assert(jobq__wake_submitter(0, 0, 0, 1));
+    cr_assert_not(jobq__wake_submitter(1, 1, 0, 1));
+    cr_assert(jobq__wake_submitter(0, 1, 0, 1));
+}
+
+Test(placement, submitter_with_unknown_cpus_is_woken_at_low_water)
+{
+    /* Off Linux (or where getcpu fails) both CPUs read -1: the plain low-water rule. */
+    cr_assert(jobq__wake_submitter(512, 512, -1, -1));
+    cr_assert_not(jobq__wake_submitter(513, 512, -1, -1));
+}
 
 #ifdef __linux__
 /* ctx: an int array indexed by CPU, non-zero where another pool thread is. */
