@@ -1,5 +1,6 @@
 /*
- * bench.h - helpers shared by the pool and queue benchmarks (header-only, all static inline).
+ * bench.h - helpers shared by the pool, queue and matmul benchmarks (header-only, all static
+ * inline).
  *
  * Every benchmark prints the same preamble: '#' lines naming the machine (usable cores, CPU
  * model, clock source), the compiler and build type it was built with, the date, the git
@@ -246,9 +247,9 @@ bench_machine_now(void)
     return m;
 }
 
-/* Print "# machine: ..." for the interval [a, b]; silent when /proc/stat is unreadable. */
+/* Print "# <label>: ..." for the interval [a, b]; silent when /proc/stat is unreadable. */
 static inline void
-bench_machine_report(struct bench_machine a, struct bench_machine b)
+bench_machine_report_as(const char *label, struct bench_machine a, struct bench_machine b)
 {
     long hz = sysconf(_SC_CLK_TCK);
     double total, others, self;
@@ -260,10 +261,17 @@ bench_machine_report(struct bench_machine a, struct bench_machine b)
     others = (double)(b.busy - a.busy) - self;
     if (others < 0)
         others = 0;
-    printf("# machine during the run: this process %.0f %%, other processes %.0f %% of all CPU "
+    printf("# %s: this process %.0f %%, other processes %.0f %% of all CPU "
            "time (host steal %.1f %%)%s\n",
-           100 * self / total, 100 * others / total, 100 * (double)(b.steal - a.steal) / total,
+           label, 100 * self / total, 100 * others / total, 100 * (double)(b.steal - a.steal) / total,
            others / total > 0.05 ? " (shared machine: expect lower, noisier efficiencies)" : "");
+}
+
+/* "# machine during the run: ..." for the interval [a, b]. */
+static inline void
+bench_machine_report(struct bench_machine a, struct bench_machine b)
+{
+    bench_machine_report_as("machine during the run", a, b);
 }
 
 /* Parse an unsigned decimal option value; exits with a message on garbage (bench program). */

@@ -19,6 +19,8 @@
  *   naive-ijk   the textbook triple loop, rows spread over the pool (N <= 1024 only)
  *   transposed  B transposed once, then row-by-row dot products, rows over the pool (N <= 1024)
  * ratio_openblas = openblas best time / this best time (> 1: faster than OpenBLAS).
+ * After each (N, T) row set a '# machine' line gives the host's steal and the other processes'
+ * share of all CPU time during it (bench.h), so that a row set hit by the host shows as such.
  * After the rows, '# speed-up' lines give best time on 1 thread / best time on T threads for
  * jobq and OpenBLAS, next to the machine's own ceiling measured in the same run (at the start
  * and at the end): how much faster T threads run a register-only FMA loop (no memory traffic)
@@ -44,6 +46,8 @@
 
 #include <jobq.h>
 #include <jobq/matmul.h>
+
+#include "../bench.h"
 
 #ifdef JOBQ_HAVE_OPENBLAS
 #include <cblas.h>
@@ -531,6 +535,8 @@ main(int argc, char **argv)
         }
         for (int ti = 0; ti < nthreads; ti++) {
             struct bench b;
+            struct bench_machine m0 = bench_machine_now(), m1;
+            char label[64];
             jobq_pool_options po;
             double times[I_COUNT][MAX_ROUNDS], best[I_COUNT], med[I_COUNT], flops, est;
             int use[I_COUNT], rounds, r, im;
@@ -637,6 +643,11 @@ main(int argc, char **argv)
                 else
                     printf("\n");
             }
+            /* Steal hits the row sets unevenly: it is what to look at first when a speed-up
+             * (two row sets) is off. */
+            m1 = bench_machine_now();
+            (void)snprintf(label, sizeof(label), "machine, N = %zu, T = %u", n, b.threads);
+            bench_machine_report_as(label, m0, m1);
             fflush(stdout);
             jobq_pool_destroy(b.pool);
             jobq_pool_destroy(b.gpool);
