@@ -8,7 +8,8 @@
  * Workloads: "empty" (the task only counts itself), "1us" and "100us" (the task spins on the
  * monotonic clock for that long: a fixed wall-time cost even if the two CPUs are SMT siblings;
  * the real per-task cost including the clock overshoot is measured inline first and reported
- * as task_ns, so the ideal is honest).
+ * as task_ns, so the ideal is honest; the spin is first shortened by that overshoot, so that
+ * task_ns is the workload's nominal 1000 or 100000 ns to within about 1 %).
  *
  * Systems (each a fresh pool per run, created and warmed outside the timed region):
  *   jobq-submit  jobq_pool_submit per task, then jobq_pool_wait
@@ -223,6 +224,31 @@ measure_task_ns(const struct task_ctx *c)
             best = per;
     }
     return best;
+}
+
+/*
+ * Shorten a spinning task's spin by its overshoot, so that one task costs `nominal` ns inline as
+ * the workload's name says: the 1 us task cost 1042-1055 ns uncalibrated on the development VM,
+ * which put the issue's 1.85 M tasks/s (93 % of 2 M/s) at 97.6 % of the real ideal, above what
+ * raw threads reached (1.82 M/s). The ideal still uses the measured *ret_task_ns.
+ */
+static void
+calibrate_spin(struct task_ctx *c, double *ret_task_ns, uint64_t nominal)
+{
+    int i;
+
+    for (i = 0; i < 3 && nominal != 0; i++) {
+        double over = *ret_task_ns - (double)nominal;
+        int64_t spin = (int64_t)c->spin_ns - (int64_t)(over + (over >= 0 ? 0.5 : -0.5));
+
+        if (over > -1.0 && over < 1.0)
+            break;
+        /* Never below half the nominal spin: then the clock, not the spin, is the task. */
+        if (spin < (int64_t)(nominal / 2) || spin > (int64_t)nominal)
+            break;
+        c->spin_ns = (uint64_t)spin;
+        *ret_task_ns = measure_task_ns(c);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -953,6 +979,7 @@ main(int argc, char **argv)
     for (w = 0; w < W_COUNT; w++) {
         ctx[w].spin_ns = wl_spin_ns[w];
         task_ns[w] = want_wl[w] ? measure_task_ns(&ctx[w]) : 0;
+        calibrate_spin(&ctx[w], &task_ns[w], wl_spin_ns[w]);
     }
     warm_up_peers(threads, want_sys);
 
@@ -966,6 +993,11 @@ main(int argc, char **argv)
            sys_available(S_GLIB) ? "yes" : "no", sys_available(S_UV) ? "yes" : "no",
            sys_available(S_OMP_TASK) ? "yes" : "no");
     printf("# task_ns = measured inline cost of one task (clock-spin overshoot included)\n");
+    for (w = 0; w < W_COUNT; w++)
+        if (want_wl[w] && wl_spin_ns[w] != 0)
+            printf("# task spin %s: spins %llu ns, so that one task costs %.1f ns inline "
+                   "(the rest is the overshoot: a clock read, a pause, the call)\n",
+                   wl_names[w], (unsigned long long)ctx[w].spin_ns, task_ns[w]);
     if (!point)
         print_machine_probe();
     fflush(stdout);
