@@ -170,7 +170,9 @@ JOBQ_API int jobq_pool_create(jobq_pool **ret_pool, const jobq_pool_options *opt
  * one worker), the job runs inline on the calling thread ("caller runs"). A blocked caller
  * first polls the queue for up to ~30 us while the workers drain it fast enough to make room
  * within that time (short jobs), and otherwise sleeps until half the queue is free (on Linux,
- * until three quarters are, unless a worker runs on the CPU it sleeps on).
+ * until three quarters are, unless a worker runs on the CPU it sleeps on). So a job must not
+ * wait for something its blocked submitter does next: with every worker waiting, the queue
+ * would not drain that far.
  * Errors: JOBQ_EINVAL (NULL pool/job/run), JOBQ_ECLOSED (after shutdown began). Thread-safe.
  */
 JOBQ_API int jobq_pool_submit(jobq_pool *pool, const jobq_job *job);
