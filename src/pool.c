@@ -13,7 +13,8 @@
  *   - a submitter that finds the ring full polls it briefly while the workers drain it fast
  *     (short jobs), and otherwise parks and is woken only once the ring has drained to a
  *     low-water mark (half the capacity), so it refills in one burst instead of pre-empting a
- *     busy worker per job;
+ *     busy worker per job - woken by a worker on its own CPU (Linux; by any worker at a quarter
+ *     of the capacity), since a wake-up onto another CPU costs the waker an interrupt;
  *   - a worker claims a batch of jobs with one CAS when the ring is long (half the ready run, so
  *     long jobs still spread over all workers) and accounts for the batch at once, on counters
  *     in its own cache line, with one pair of clock reads;
