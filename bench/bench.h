@@ -263,7 +263,8 @@ bench_machine_report_as(const char *label, struct bench_machine a, struct bench_
         others = 0;
     printf("# %s: this process %.0f %%, other processes %.0f %% of all CPU "
            "time (host steal %.1f %%)%s\n",
-           label, 100 * self / total, 100 * others / total, 100 * (double)(b.steal - a.steal) / total,
+           label, 100 * self / total, 100 * others / total,
+           100 * (double)(b.steal - a.steal) / total,
            others / total > 0.05 ? " (shared machine: expect lower, noisier efficiencies)" : "");
 }
 

@@ -354,6 +354,7 @@ made_room(jobq_pool *pool)
     if (atomic_load(&pool->space_sleepers) == 0)
         return;
     size = jobq__ring_size(&pool->ring);
+    /* The first test spares the getcpu on pops above low water. */
     if (size <= pool->low_water &&
         jobq__wake_submitter(size, pool->low_water, current_cpu(),
                              atomic_load_explicit(&pool->space_cpu, memory_order_relaxed)))
@@ -440,7 +441,7 @@ spread_out(jobq_pool *pool, struct worker *w, int caller_only)
 
     if (caller_only && caller < 0)
         return;
-    me = sched_getcpu();
+    me = current_cpu();
     atomic_store_explicit(&w->cpu, me, memory_order_relaxed);
     if (me < 0)
         return;

@@ -56,10 +56,6 @@ char *openblas_get_corename(void);
 char *openblas_get_config(void);
 #endif
 
-#ifndef JOBQ_BUILD_TYPE
-#define JOBQ_BUILD_TYPE "unknown"
-#endif
-
 #define BASELINE_MAX_N 1024
 #define MAX_IMPLS 6
 #define MAX_ROUNDS 200
@@ -87,10 +83,7 @@ struct bench {
 static double
 now_s(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return (double)bench_now_ns() * 1e-9;
 }
 
 static int
@@ -340,14 +333,6 @@ compute_ceiling(unsigned t)
     return (double)t * one / all;
 }
 
-static int
-cmp_double(const void *x, const void *y)
-{
-    double a = *(const double *)x, c = *(const double *)y;
-
-    return (a > c) - (a < c);
-}
-
 /* Comma-separated implementation names into want[]; returns -1 on an unknown name. */
 static int
 parse_impls(const char *s, int *want)
@@ -491,7 +476,7 @@ main(int argc, char **argv)
     printf("# bench-matmul: C = A x B, square N, doubles, GFLOP/s = 2 N^3 / best time\n");
     printf("# cores: %u usable\n", cores);
     printf("# compiler: %s\n", __VERSION__);
-    printf("# build type: %s\n", JOBQ_BUILD_TYPE);
+    printf("# build type: %s\n", BENCH_BUILDTYPE);
     printf("# date: %s\n", date);
     printf("# jobq kernel (auto): %s\n", jobq_matmul_kernel_name(jobq_matmul_kernel_best()));
 #ifdef JOBQ_HAVE_OPENBLAS
@@ -620,7 +605,7 @@ main(int argc, char **argv)
 
                 if (!use[im])
                     continue;
-                qsort(times[im], (size_t)cnt, sizeof(double), cmp_double);
+                qsort(times[im], (size_t)cnt, sizeof(double), bench_cmp_double);
                 best[im] = times[im][0];
                 med[im] = cnt % 2 ? times[im][cnt / 2]
                                   : (times[im][cnt / 2 - 1] + times[im][cnt / 2]) / 2;
