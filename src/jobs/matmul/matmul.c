@@ -79,6 +79,19 @@
 #define MM_ALIGN 64
 #define MM_HUGE_PAGE ((size_t)2 << 20)
 #define MM_HUGE_MIN ((size_t)4 << 20)
+/*
+ * A buffers of at least this many bytes per thread (MC = 96: 384 KiB, three quarters of a Zen 3
+ * L2) go on a huge page too, for their cache colouring rather than for page faults: L2 is
+ * indexed by physical address, and 96 random 4 KiB pages spread unevenly over its 16 page
+ * colours, so some sets hold more of A than their 8 ways; a process's luck of the draw then
+ * sets its speed. Contiguous, the buffer covers every set evenly. Zen 3 VM, N = 2048, 16
+ * alternating `bench-matmul --sizes 2048 --threads 1,2 --impls jobq,openblas` processes each,
+ * ratio to OpenBLAS: 2 threads median 0.959 -> 1.010, 0.871-1.100 -> 0.958-1.065 (8 of 16 ->
+ * 16 of 16 at 0.95 or more); 1 thread median 0.950 -> 0.979. The small A buffers (MC = 16,
+ * 72 KiB) keep ordinary pages: their colours rarely overfill a set, and a fresh 2 MiB page
+ * costs a fault that a small multiply would notice.
+ */
+#define MM_HUGE_A_MIN ((size_t)256 << 10)
 /* Largest mr of any kernel (AVX-512: 8). */
 #define MM_MR_MAX 8
 /* Largest mr * nr of any kernel (AVX-512: 8 x 24). */
@@ -244,17 +257,18 @@ jobq__mm_check_args(size_t m, size_t n, size_t k, const double *A, size_t lda, c
 }
 
 /*
- * Aligned buffer for `count` doubles. Big ones (packed B) are 2 MiB aligned and advised as huge
- * pages: a fresh allocation of that size is page-faulted in on every call, and under a
- * hypervisor 4 KiB faults cost ~15 us each - as much as the multiply itself at N = 2048.
+ * Aligned buffer for `count` doubles. Big ones (packed B), and any with `huge` (large A
+ * buffers, see MM_HUGE_A_MIN), are 2 MiB aligned and advised as huge pages: a fresh allocation
+ * of that size is page-faulted in on every call, and under a hypervisor 4 KiB faults cost
+ * ~15 us each - as much as the multiply itself at N = 2048.
  */
 static void *
-alloc_doubles(size_t count)
+alloc_doubles(size_t count, int huge)
 {
     size_t bytes = count * sizeof(double), align = MM_ALIGN;
     void *p;
 
-    if (bytes >= MM_HUGE_MIN)
+    if (bytes >= MM_HUGE_MIN || huge)
         align = MM_HUGE_PAGE;
     /* aligned_alloc wants a multiple of the alignment. */
     if (bytes > SIZE_MAX - align)
@@ -594,7 +608,7 @@ jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size
     jobq_matmul_workspace *ws;
     struct mm_call mc;
     size_t threads, mr, nr, mc_rows, total;
-    int err;
+    int err, huge_a;
 
     if (opts == NULL) {
         jobq_matmul_options_init(&defaults);
@@ -663,6 +677,7 @@ jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size
     mc.apack_len = mc_rows * (k < MM_KC ? k : MM_KC);
     /* Keep every slot's buffer on its own cache lines. */
     mc.apack_len = (mc.apack_len + 7) / 8 * 8;
+    huge_a = mc.apack_len * sizeof(double) >= MM_HUGE_A_MIN;
 
     /* Private B: small B under parallel_for, every computing thread packs its own copy. */
     if (opts->dispatch == JOBQ_MATMUL_PARALLEL_FOR && pool != NULL && mc.nblocks > 1 &&
@@ -682,19 +697,19 @@ jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size
         /* Grow, never shrink: the old contents do not matter, so free first. */
         if (ws->bpack_cap < total) {
             free(ws->bpack);
-            ws->bpack = alloc_doubles(total);
+            ws->bpack = alloc_doubles(total, 0);
             ws->bpack_cap = ws->bpack != NULL ? total : 0;
         }
         if (ws->apack_cap < mc.apack_len * mc.nslots) {
             free(ws->apack);
-            ws->apack = alloc_doubles(mc.apack_len * mc.nslots);
+            ws->apack = alloc_doubles(mc.apack_len * mc.nslots, huge_a);
             ws->apack_cap = ws->apack != NULL ? mc.apack_len * mc.nslots : 0;
         }
         mc.bpack = ws->bpack;
         mc.apack = ws->apack;
     } else {
-        mc.bpack = alloc_doubles(total);
-        mc.apack = alloc_doubles(mc.apack_len * mc.nslots);
+        mc.bpack = alloc_doubles(total, 0);
+        mc.apack = alloc_doubles(mc.apack_len * mc.nslots, huge_a);
     }
     if (mc.bpack == NULL || mc.apack == NULL) {
         err = JOBQ_ENOMEM;
