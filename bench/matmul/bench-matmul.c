@@ -420,8 +420,6 @@ main(int argc, char **argv)
     static double bests[32][8][I_COUNT];
     double ceil_start[8] = {0};
     unsigned cores = jobq_cpu_count();
-    time_t now = time(NULL);
-    char date[64];
 
 #ifdef JOBQ_HAVE_OPENBLAS
     {
@@ -472,12 +470,8 @@ main(int argc, char **argv)
     have_openblas = 1;
 #endif
     avx2 = jobq_matmul_kernel_supported(JOBQ_MATMUL_KERNEL_AVX2);
-    (void)strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S%z", localtime(&now));
-    printf("# bench-matmul: C = A x B, square N, doubles, GFLOP/s = 2 N^3 / best time\n");
-    printf("# cores: %u usable\n", cores);
-    printf("# compiler: %s\n", __VERSION__);
-    printf("# build type: %s\n", BENCH_BUILDTYPE);
-    printf("# date: %s\n", date);
+    bench_print_env("bench-matmul: C = A x B, square N, doubles, GFLOP/s = 2 N^3 / best time",
+                    NULL);
     printf("# jobq kernel (auto): %s\n", jobq_matmul_kernel_name(jobq_matmul_kernel_best()));
 #ifdef JOBQ_HAVE_OPENBLAS
     printf("# openblas core: %s; config: %s\n", openblas_get_corename(), openblas_get_config());
