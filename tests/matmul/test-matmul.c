@@ -211,6 +211,7 @@ Test(matmul, bit_identical_across_threads_and_blocks, .timeout = 120)
 {
     check_bit_identical(211, 173, 600); /* k crosses a k-block boundary (512): slice order */
     check_bit_identical(150, 60, 100);  /* small B: every thread packs its own copy */
+    check_bit_identical(97, 460, 460);  /* own copies on 1 and 2 workers, shared on 4 */
 }
 
 /* C[i][j] computed with one product slightly wrong must fail the bound, alone. */

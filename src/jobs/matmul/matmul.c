@@ -18,13 +18,20 @@
  *     own way through all of B (32 MiB at N = 2048: the whole L3 of the development VM). A task
  *     waits for its row block's previous slice (see run_slice_task). Zen 3 VM, 2 threads,
  *     N = 2048, ratio to OpenBLAS, 9 alternating bench-matmul runs: median 0.939 -> 1.009.
- *   - Under parallel_for with a small B (all copies within MM_PRIVATE_B_MAX doubles), every
- *     computing thread packs all of B into its own buffer when it takes its first row block,
- *     instead of the threads packing it together: shared, each thread then read the half the
- *     other had packed out of the other core's cache, and a 2-thread N = 128 trace showed the
- *     18-row blocks taking 18-20 us where one thread alone takes ~13. Duplicated packing costs
- *     less than that here. Zen 3 VM, N = 128, 2 threads, 13 alternating runs: best time
- *     median ~62 -> ~60 us (within this VM's noise; OpenBLAS: 58-66 us).
+ *   - Under parallel_for with a small B (one slice, all copies within MM_PRIVATE_B_MAX
+ *     doubles), every computing thread packs all of B into its own buffer when it takes its
+ *     first row block, instead of the threads packing it together: shared, each thread then
+ *     read the half the other had packed out of the other core's cache, and a 2-thread N = 128
+ *     trace showed the 18-row blocks taking 18-20 us where one thread alone takes ~13.
+ *     Duplicated packing costs less than that here. Zen 3 VM, N = 128, 2 threads, 13
+ *     alternating runs: best time median ~62 -> ~60 us (within this VM's noise; OpenBLAS:
+ *     58-66 us). The limit was N = 128 until a trace of the best of 100 2-thread N = 512
+ *     calls showed the shared packing taking 230-624 us of thread time against 164 us on one
+ *     thread. With the limit at N = 512 (five batches of alternating bench-matmul processes,
+ *     2-thread best time, pooled medians): N = 256 0.442 -> 0.428 ms (24 runs each), 384
+ *     1.442 -> 1.399 (16), 512 3.424 -> 3.418 (34; two batches said -9 %, one +3 %). Not with
+ *     more than one slice: at N = 1000 and 1024 (two k blocks, 8 MiB per copy) private copies
+ *     gave 2-thread speed-ups of 1.39-2.15 against 1.67-2.12 shared.
  *
  * Invariants: each element of C belongs to exactly one task; its value is the sum, in k-block
  * order, of one chain of multiply-adds per k block of KC (a constant), each in increasing k
@@ -71,10 +78,12 @@
 #ifndef MM_NC_COLS
 #define MM_NC_COLS 1024
 #endif
-/* Private B (see the header) while all copies together hold at most this many doubles
- * (512 KiB: N = 128 on up to 4 threads, about L2 size). */
+/* Private B (see the header) while B is one slice and all copies together hold at most this
+ * many doubles (8 MiB: N = 512 on pools of up to 3 workers, N = 256 on up to 15; a quarter of
+ * the development VM's L3). The copies are packed one per thread, not split: with more
+ * threads, a smaller B qualifies. */
 #ifndef MM_PRIVATE_B_MAX
-#define MM_PRIVATE_B_MAX ((size_t)1 << 16)
+#define MM_PRIVATE_B_MAX ((size_t)1 << 20)
 #endif
 #define MM_ALIGN 64
 #define MM_HUGE_PAGE ((size_t)2 << 20)
@@ -679,9 +688,12 @@ jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size
     mc.apack_len = (mc.apack_len + 7) / 8 * 8;
     huge_a = mc.apack_len * sizeof(double) >= MM_HUGE_A_MIN;
 
+    mc.npc = k / MM_KC + (k % MM_KC != 0);
+    mc.nslices = (mc.npanels + MM_NC_COLS / nr - 1) / (MM_NC_COLS / nr) * mc.npc;
+
     /* Private B: small B under parallel_for, every computing thread packs its own copy. */
     if (opts->dispatch == JOBQ_MATMUL_PARALLEL_FOR && pool != NULL && mc.nblocks > 1 &&
-        total <= MM_PRIVATE_B_MAX && mc.nslots <= MM_PRIVATE_B_MAX / total) {
+        mc.nslices == 1 && total <= MM_PRIVATE_B_MAX && mc.nslots <= MM_PRIVATE_B_MAX / total) {
         mc.bpack_len = (total + 7) / 8 * 8;
         mc.bpacked = calloc(mc.nslots, 1);
         if (mc.bpacked == NULL)
@@ -716,8 +728,6 @@ jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size
         goto out;
     }
 
-    mc.npc = k / MM_KC + (k % MM_KC != 0);
-    mc.nslices = (mc.npanels + MM_NC_COLS / nr - 1) / (MM_NC_COLS / nr) * mc.npc;
     mc.pack_rows = MM_PACK_CHUNK / mc.nrtot + 1;
     if (opts->dispatch == JOBQ_MATMUL_PARALLEL_FOR && mc.bpack_len != 0) {
         err = dispatch(&mc, opts->dispatch, mc.nblocks, 1, run_private);
