@@ -119,7 +119,8 @@ typedef struct jobq_group jobq_group;
  * A job is a value the caller fills and the pool copies. `run` must not be NULL; its non-zero
  * return is the job's error, reported by jobq_pool_wait() / jobq_group_wait(). `done`, if set,
  * runs on the same thread right after `run` with run's result, or with JOBQ_ECANCELED if the job
- * was discarded by jobq_pool_shutdown(JOBQ_DISCARD) (then on the shutting-down thread). The pool
+ * was discarded by jobq_pool_shutdown(JOBQ_DISCARD) (then on the shutting-down thread, or on the
+ * worker that had already taken it from the queue without starting it). The pool
  * never frees `arg`; the submitter owns it until `done` has run (or, without `done`, until a wait
  * covering the job returns). If submission fails, neither function is called.
  */
@@ -147,9 +148,10 @@ typedef struct jobq_pool_options {
 JOBQ_API void jobq_pool_options_init(jobq_pool_options *opts);
 
 /*
- * Start a pool. opts NULL means defaults. Errors: JOBQ_EINVAL (NULL ret_pool, threads 0,
- * capacity 0), JOBQ_ENOMEM, JOBQ_ETHREAD, or a worker_init failure code. On failure every
- * started thread has been joined and nothing leaks.
+ * Start a pool. opts NULL means defaults. Errors: JOBQ_EINVAL (NULL ret_pool, threads 0 or
+ * over 65536, capacity 0), JOBQ_EOVERFLOW (capacity too large for memory sizes), JOBQ_ENOMEM,
+ * JOBQ_ETHREAD, or a worker_init failure code. On failure every started thread has been joined
+ * and nothing leaks.
  *
  * Placement (Linux): a worker that the kernel wakes onto the CPU of the thread that last called
  * jobq_pool_parallel_for, or that starts one of its helpers there, moves itself to an allowed
@@ -188,26 +190,30 @@ JOBQ_API int jobq_pool_submit_batch(jobq_pool *pool, const jobq_job *jobs, size_
                                     size_t *ret_submitted);
 
 /*
- * Wait until every job submitted so far (by anyone) has finished. Returns the first non-zero job
- * error seen since the previous wait returned (and clears it), else 0. The pool stays usable.
- * Errors: JOBQ_EDEADLK when called from one of this pool's workers.
+ * Wait until the pool is idle: every job submitted before the call has finished, and so has
+ * every job submitted (by other threads, or by jobs) while it waits - with producers that never
+ * pause it may not return; wait on a jobq_group for a fixed set of jobs. Returns the first
+ * non-zero job error seen since the previous wait returned (and clears it), else 0. The pool
+ * stays usable. Errors: JOBQ_EDEADLK when called from one of this pool's workers.
  */
 JOBQ_API int jobq_pool_wait(jobq_pool *pool);
 
 typedef enum jobq_shutdown_mode {
     JOBQ_DRAIN,   /* run everything queued, then stop */
-    JOBQ_DISCARD, /* drop queued jobs (their done gets JOBQ_ECANCELED), finish running ones */
+    JOBQ_DISCARD, /* drop every job not yet started (done gets JOBQ_ECANCELED), finish running
+                     ones */
 } jobq_shutdown_mode;
 
 /*
  * Stop accepting jobs, then enqueue one sentinel per worker and join them all. Afterwards
  * submitted == completed + discarded. *ret_discarded (if not NULL) gets the number of jobs
- * dropped by this call. Errors: JOBQ_EDEADLK from a worker, JOBQ_EINVAL; a second call returns
- * 0 and discards nothing.
+ * dropped by this call. Errors: JOBQ_EDEADLK from a worker, JOBQ_EINVAL; a second call (at the
+ * same time or later) returns 0 and discards nothing, once the first has joined the workers.
  */
 JOBQ_API int jobq_pool_shutdown(jobq_pool *pool, jobq_shutdown_mode mode, size_t *ret_discarded);
 
-/* Shut down (drain) if not yet done, join, free. NULL is a no-op. Not from a worker. */
+/* Shut down (drain) if not yet done, join, free. NULL is a no-op. Not from a worker (ignored
+ * there), and not while another thread may still call into the pool. */
 JOBQ_API void jobq_pool_destroy(jobq_pool *pool);
 
 /* Worker count. */
@@ -245,7 +251,8 @@ JOBQ_API int jobq_pool_map(jobq_pool *pool, const void *in, size_t in_size, void
  * Groups: a subset of a pool's jobs that can be waited for alone. Reusable after a wait.
  * jobq_group_wait returns the first non-zero error among the group's jobs since the last wait.
  * Waiting from a worker of the pool returns JOBQ_EDEADLK unless the group is already complete.
- * Destroy waits for outstanding jobs of the group first.
+ * Destroy waits for outstanding jobs of the group first; from one of the pool's workers it does
+ * not wait (that could deadlock), and the group is freed when its last outstanding job ends.
  */
 JOBQ_API int jobq_group_create(jobq_group **ret_group, jobq_pool *pool);
 JOBQ_API int jobq_group_submit(jobq_group *group, const jobq_job *job);

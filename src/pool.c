@@ -27,11 +27,14 @@
  * seq_cst fence, and reads the count. At least one of them sees the other's write; if the waker
  * sees the sleeper it signals under the same lock, which the sleeper holds until it waits.
  *
- * Shutdown is by sentinel: `closed` is set (new submits fail), in-flight submitters are waited
- * out, and one sentinel entry (run == NULL, which users cannot submit) per worker is queued
- * behind the real jobs, so FIFO order drains the work first; a worker that takes a sentinel
- * exits (handing back any extra sentinels its batch took); then all are joined. DISCARD mode
- * first pops the queued real jobs itself and calls their done with JOBQ_ECANCELED.
+ * Shutdown is by sentinel: `closed` is set (new submits fail; a push that claimed its cell
+ * before that is ahead of the sentinels in FIFO order), and one sentinel entry (run == NULL,
+ * which users cannot submit) per worker is queued behind the real jobs, so FIFO order drains the
+ * work first; a worker that takes a sentinel exits (handing back any extra sentinels its batch
+ * took); then all are joined. DISCARD mode first drops every job not yet started, calling its
+ * done with JOBQ_ECANCELED: those in the ring, those in workers' claimed batches (taken the way
+ * a thief takes them), and - `discarding` is set first - any a worker claims after that.
+ * A second shutdown call waits until the first has joined the workers.
  *
  * Nested submission: a worker that submits into its own pool's full ring would wait for space
  * only workers can make - with one worker, forever. It runs the job inline instead ("caller
@@ -98,6 +101,7 @@ struct jobq_group {
     atomic_size_t outstanding;
     atomic_int first_err;
     unsigned waiters; /* under lock */
+    int orphaned;     /* under lock: destroyed from a worker while jobs were outstanding */
 };
 
 /*
@@ -174,6 +178,10 @@ batch_drain(struct worker *w)
 
 struct jobq_pool {
     struct jobq__ring ring; /* its `tail` also carries the closed bit */
+    /* Set once by a DISCARD shutdown before it drops the queued jobs: a worker then drops each
+     * job it claims instead of running it. Read per job, on a line of its own (the ring's lines
+     * end before it, work_sleepers starts the next). */
+    atomic_int discarding;
 
     /* Read on every submit, written rarely: parking state. */
     _Alignas(JOBQ__CACHE_LINE) atomic_uint work_sleepers;
@@ -205,6 +213,7 @@ struct jobq_pool {
     atomic_uint_fast64_t producer_blocks;
     atomic_size_t high_water;
     atomic_int shutting_down;
+    int shut_down;        /* under lock: the first shutdown has joined the workers */
     size_t low_water;
     unsigned threads;
     jobq_worker_init_fn worker_init;
@@ -268,9 +277,18 @@ wake_all(jobq_pool *pool, atomic_uint *sleepers, pthread_cond_t *cond)
  * after let a waiter return and free the group in between: ASan caught it in a matmul test.)
  */
 static void
+group_free(jobq_group *g)
+{
+    (void)pthread_cond_destroy(&g->done);
+    (void)pthread_mutex_destroy(&g->lock);
+    free(g);
+}
+
+static void
 group_finish(jobq_group *g, int err)
 {
     size_t cur;
+    int last, orphan;
 
     record_error(&g->first_err, err);
     cur = atomic_load(&g->outstanding);
@@ -278,9 +296,13 @@ group_finish(jobq_group *g, int err)
         if (atomic_compare_exchange_weak(&g->outstanding, &cur, cur - 1))
             return; /* not the last: the group cannot be freed while we are here */
     (void)pthread_mutex_lock(&g->lock);
-    if (atomic_fetch_sub(&g->outstanding, 1) == 1 && g->waiters > 0)
+    last = atomic_fetch_sub(&g->outstanding, 1) == 1;
+    if (last && g->waiters > 0)
         (void)pthread_cond_broadcast(&g->done);
+    orphan = last && g->orphaned;
     (void)pthread_mutex_unlock(&g->lock);
+    if (orphan)
+        group_free(g);
 }
 
 /* Queued jobs that are done: run by a worker or discarded. */
@@ -326,6 +348,16 @@ run_entry(jobq_pool *pool, const struct jobq__entry *e)
     if (e->group != NULL)
         group_finish(e->group, err);
     return err;
+}
+
+/* Drop a job that was queued but not started (DISCARD shutdown); the caller counts it. */
+static void
+drop_entry(const struct jobq__entry *e)
+{
+    if (e->job.done != NULL)
+        e->job.done(e->job.arg, JOBQ_ECANCELED);
+    if (e->group != NULL)
+        group_finish(e->group, JOBQ_ECANCELED);
 }
 
 static int
@@ -607,10 +639,13 @@ worker_pop(jobq_pool *pool, struct worker *w, int *ret_left)
     size = found;
     if (found == MAX_BATCH && hw < pool->ring.limit && (++w->hw_ticks & 7) == 0)
         size = jobq__ring_size(&pool->ring) + n;
-    if (size > hw && hw < pool->ring.limit)
-        atomic_store_explicit(&pool->high_water,
-                              size < pool->ring.limit ? size : pool->ring.limit,
-                              memory_order_relaxed);
+    if (size > pool->ring.limit)
+        size = pool->ring.limit;
+    /* A CAS, not a store: another worker or note_full() may have raised it since we read it. */
+    while (size > hw && !atomic_compare_exchange_weak_explicit(&pool->high_water, &hw, size,
+                                                               memory_order_relaxed,
+                                                               memory_order_relaxed))
+        ;
     batch_publish(w, (unsigned)n);
     made_room(pool);
     return n;
@@ -699,7 +734,6 @@ push_sentinel(jobq_pool *pool)
     struct jobq__entry sentinel;
 
     memset(&sentinel, 0, sizeof(sentinel));
-    atomic_fetch_add(&pool->sentinels, 1);
     while (jobq__ring_try_push(&pool->ring, &sentinel, 1) != 0) {
         (void)pthread_mutex_lock(&pool->lock);
         atomic_fetch_add(&pool->space_sleepers, 1);
@@ -708,6 +742,15 @@ push_sentinel(jobq_pool *pool)
         atomic_fetch_sub(&pool->space_sleepers, 1);
         (void)pthread_mutex_unlock(&pool->lock);
     }
+    /*
+     * Counted once it is in the ring, so that queued_count() (pushes - sentinels) never drops
+     * below the real jobs queued: counted before, while this push waited for room, a
+     * jobq_pool_wait caller saw the count match the finished jobs and returned with one still
+     * queued. Until the count, queued_count() is one too high, so the wake-up check that
+     * follows is what lets a waiter that looked in between return.
+     */
+    atomic_fetch_add(&pool->sentinels, 1);
+    pool_finish(pool);
     made_work(pool);
 }
 
@@ -738,6 +781,8 @@ worker_main(void *arg)
         uint64_t t0, ran = 0, failed = 0;
         int sentinel = 0;
 
+        uint64_t dropped = 0;
+
         worker_take(pool, w);
         t0 = jobq__now_ns();
         while (batch_claim(w, &e)) {
@@ -745,8 +790,17 @@ worker_main(void *arg)
                 sentinel = 1;
                 break;
             }
+            if (atomic_load(&pool->discarding)) {
+                drop_entry(&e);
+                dropped++;
+                continue;
+            }
             failed += run_entry(pool, &e) != 0;
             ran++;
+        }
+        if (dropped > 0) {
+            atomic_fetch_add(&pool->discarded, dropped);
+            pool_finish(pool);
         }
         if (ran > 0) {
             atomic_fetch_add_explicit(&w->busy_ns, jobq__now_ns() - t0, memory_order_relaxed);
@@ -1128,6 +1182,12 @@ jobq_pool_shutdown(jobq_pool *pool, jobq_shutdown_mode mode, size_t *ret_discard
     if (is_own_worker(pool))
         return JOBQ_EDEADLK;
     if (!atomic_compare_exchange_strong(&pool->shutting_down, &expected, 1)) {
+        /* Another call is shutting down: return once it has, so that the pool is stopped
+         * (and its counters final) for this caller too. */
+        (void)pthread_mutex_lock(&pool->lock);
+        while (!pool->shut_down)
+            (void)pthread_cond_wait(&pool->idle, &pool->lock);
+        (void)pthread_mutex_unlock(&pool->lock);
         if (ret_discarded != NULL)
             *ret_discarded = 0;
         return 0;
@@ -1141,24 +1201,46 @@ jobq_pool_shutdown(jobq_pool *pool, jobq_shutdown_mode mode, size_t *ret_discard
     (void)pthread_mutex_unlock(&pool->lock);
 
     if (mode == JOBQ_DISCARD) {
+        uint64_t before = atomic_load(&pool->discarded);
+        struct jobq__entry e;
+
+        /* Workers claiming jobs from now on drop them too (seq_cst: a worker's claim that
+         * comes after this store in the total order sees it). */
+        atomic_store(&pool->discarding, 1);
         /* Workers may race us for the queued jobs; what we get, we drop. */
         while ((n = jobq__ring_try_pop(&pool->ring, batch, MAX_BATCH, 0, NULL)) > 0) {
             made_room(pool);
-            for (i = 0; i < n; i++) {
-                if (batch[i].job.done != NULL)
-                    batch[i].job.done(batch[i].job.arg, JOBQ_ECANCELED);
-                if (batch[i].group != NULL)
-                    group_finish(batch[i].group, JOBQ_ECANCELED);
-            }
-            ndropped += n;
+            for (i = 0; i < n; i++)
+                drop_entry(&batch[i]);
             atomic_fetch_add(&pool->discarded, n);
             pool_finish(pool);
         }
+        /* Jobs a worker took from the ring in a batch but has not started (it is running the
+         * batch's first, say) are queued too: take them as a thief would. No sentinel is
+         * queued yet, so every entry is a real job. */
+        for (i = 0; i < pool->threads; i++) {
+            while (batch_claim(&pool->workers[i], &e)) {
+                drop_entry(&e);
+                atomic_fetch_add(&pool->discarded, 1);
+            }
+        }
+        pool_finish(pool);
+        for (i = 0; i < pool->threads; i++)
+            started += (unsigned)pool->workers[i].started;
+        queue_sentinels(pool, started);
+        join_workers(pool);
+        /* Ours and those the workers dropped: only this call discards. */
+        ndropped = (size_t)(atomic_load(&pool->discarded) - before);
+    } else {
+        for (i = 0; i < pool->threads; i++)
+            started += (unsigned)pool->workers[i].started;
+        queue_sentinels(pool, started);
+        join_workers(pool);
     }
-    for (i = 0; i < pool->threads; i++)
-        started += (unsigned)pool->workers[i].started;
-    queue_sentinels(pool, started);
-    join_workers(pool);
+    (void)pthread_mutex_lock(&pool->lock);
+    pool->shut_down = 1;
+    (void)pthread_cond_broadcast(&pool->idle);
+    (void)pthread_mutex_unlock(&pool->lock);
     if (ret_discarded != NULL)
         *ret_discarded = ndropped;
     return 0;
@@ -1279,15 +1361,24 @@ jobq_group_destroy(jobq_group *group)
 {
     if (group == NULL)
         return;
-    if (!is_own_worker(group->pool))
+    if (is_own_worker(group->pool)) {
+        /* A worker must not wait for queued jobs (with one worker they would never run), and
+         * must not free the group under them: the last of them frees it (group_finish). */
+        (void)pthread_mutex_lock(&group->lock);
+        if (atomic_load(&group->outstanding) != 0) {
+            group->orphaned = 1;
+            (void)pthread_mutex_unlock(&group->lock);
+            return;
+        }
+        (void)pthread_mutex_unlock(&group->lock);
+    } else {
         (void)jobq_group_wait(group);
+    }
     /* The last finisher may still hold the lock (it decrements under it): take it once before
      * freeing. */
     (void)pthread_mutex_lock(&group->lock);
     (void)pthread_mutex_unlock(&group->lock);
-    (void)pthread_cond_destroy(&group->done);
-    (void)pthread_mutex_destroy(&group->lock);
-    free(group);
+    group_free(group);
 }
 
 /* ---- parallel for / map ------------------------------------------------------------------ */
@@ -1426,7 +1517,12 @@ jobq_pool_parallel_for(jobq_pool *pool, size_t begin, size_t end, size_t grain, 
     pf = malloc(sizeof(*pf));
     if (pf == NULL)
         return JOBQ_ENOMEM;
-    if (pthread_mutex_init(&pf->lock, NULL) != 0 || pthread_cond_init(&pf->finished, NULL) != 0) {
+    if (pthread_mutex_init(&pf->lock, NULL) != 0) {
+        free(pf);
+        return JOBQ_ENOMEM;
+    }
+    if (pthread_cond_init(&pf->finished, NULL) != 0) {
+        (void)pthread_mutex_destroy(&pf->lock);
         free(pf);
         return JOBQ_ENOMEM;
     }

@@ -272,3 +272,52 @@ Test(group, destroy_right_after_wait_is_safe, .timeout = 60)
     }
     jobq_pool_destroy(p);
 }
+
+/* A job destroys the group it has just filled: from a worker, destroy must not wait (with one
+ * worker the group's jobs cannot run before this job returns) and must not free the group
+ * under them; the last of them frees it (a use-after-free under ASan before). */
+struct destroy_in_job {
+    jobq_pool *pool;
+    struct tally *t;
+    int submit_err;
+};
+
+static int
+destroy_in_job_run(void *arg)
+{
+    struct destroy_in_job *d = arg;
+    jobq_job tj = {tally_run, tally_done, d->t};
+    jobq_group *g;
+    int i;
+
+    d->submit_err = jobq_group_create(&g, d->pool);
+    if (d->submit_err != 0)
+        return d->submit_err;
+    for (i = 0; i < 3 && d->submit_err == 0; i++)
+        d->submit_err = jobq_group_submit(g, &tj);
+    jobq_group_destroy(g);
+    return 0;
+}
+
+Test(group, destroy_from_worker_frees_after_last_job, .timeout = 30)
+{
+    jobq_pool *p = make_pool(1, 8);
+    struct tally t;
+    struct destroy_in_job d;
+    jobq_job job = {destroy_in_job_run, NULL, NULL};
+    int round;
+
+    for (round = 0; round < 50; round++) {
+        memset(&t, 0, sizeof(t));
+        d.pool = p;
+        d.t = &t;
+        d.submit_err = -1;
+        job.arg = &d;
+        cr_assert_eq(jobq_pool_submit(p, &job), 0);
+        cr_assert_eq(jobq_pool_wait(p), 0);
+        cr_assert_eq(d.submit_err, 0);
+        cr_assert_eq(atomic_load(&t.runs), 3);
+        cr_assert_eq(atomic_load(&t.dones), 3);
+    }
+    jobq_pool_destroy(p);
+}

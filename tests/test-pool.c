@@ -349,6 +349,192 @@ Test(pool, discard_drops_exactly_the_queued_jobs, .timeout = 30)
     test_gate_fini(&g);
 }
 
+/*
+ * DISCARD must also drop the jobs a worker has taken from the queue in a batch but not started:
+ * one worker runs the first job of a 128-job batch, blocked on a gate, while the other 127 sit in
+ * its batch and 72 more in the ring. All 199 are dropped (before, the 127 ran); the first
+ * discarded job's done opens the gate.
+ */
+Test(pool, discard_drops_jobs_a_worker_took_but_did_not_start, .timeout = 30)
+{
+    jobq_pool *p = make_pool(1, 256);
+    struct test_gate g1, g2;
+    struct acct a;
+    jobq_job gate1 = {gate_run, NULL, NULL}, gate2 = {gate_run, NULL, NULL};
+    jobq_job job = {acct_run, acct_done, NULL};
+    jobq_pool_stats st;
+    size_t i, discarded = 0;
+
+    test_gate_init(&g1);
+    test_gate_init(&g2);
+    memset(&a, 0, sizeof(a));
+    a.open_on_cancel = &g2;
+    gate1.arg = &g1;
+    gate2.arg = &g2;
+    job.arg = &a;
+    cr_assert_eq(jobq_pool_submit(p, &gate1), 0);
+    test_gate_await_arrivals(&g1, 1);
+    cr_assert_eq(jobq_pool_submit(p, &gate2), 0);
+    for (i = 0; i < 199; i++)
+        cr_assert_eq(jobq_pool_submit(p, &job), 0);
+    /* The worker leaves gate 1 and takes one batch of 128: gate2's job and 127 of ours. */
+    test_gate_open(&g1);
+    test_gate_await_arrivals(&g2, 1);
+
+    cr_assert_eq(jobq_pool_shutdown(p, JOBQ_DISCARD, &discarded), 0);
+    cr_expect_eq(atomic_load(&a.runs), 0, "%u jobs that had not started ran",
+                 atomic_load(&a.runs));
+    cr_expect_eq(discarded, 199);
+    cr_expect_eq(atomic_load(&a.done_canceled), 199);
+    cr_expect_eq(atomic_load(&a.done_ok), 0);
+    cr_assert_eq(jobq_pool_get_stats(p, &st, NULL, 0), 0);
+    cr_expect_eq(st.completed, 2);
+    cr_expect_eq(st.discarded, 199);
+    cr_expect_eq(st.submitted, st.completed + st.discarded);
+    jobq_pool_destroy(p);
+    test_gate_fini(&g1);
+    test_gate_fini(&g2);
+}
+
+/* A job that takes a while, then records that it ran. */
+static int
+slow_flag_run(void *arg)
+{
+    test_sleep_ms(30);
+    atomic_store((atomic_int *)arg, 1);
+    return 0;
+}
+
+struct wait_probe {
+    jobq_pool *p;
+    atomic_int *flag;
+    int r, flag_seen;
+};
+
+static void *
+wait_probe_thread(void *arg)
+{
+    struct wait_probe *w = arg;
+
+    w->r = jobq_pool_wait(w->p);
+    w->flag_seen = atomic_load(w->flag);
+    return NULL;
+}
+
+static void *
+drain_thread(void *arg)
+{
+    (void)jobq_pool_shutdown(arg, JOBQ_DRAIN, NULL);
+    return NULL;
+}
+
+/*
+ * jobq_pool_wait while a DRAIN shutdown waits for room for its sentinel (capacity 1: a job runs,
+ * one is queued): the wait must not return before the queued job has run. Before, the sentinel
+ * was counted before it was in the ring, so the count of queued jobs was one short meanwhile;
+ * the wait returned early when it looked before the sentinel got in (about one round in three
+ * here, so eight rounds).
+ */
+Test(pool, wait_during_shutdown_waits_for_queued_jobs, .timeout = 60)
+{
+    int round;
+
+    for (round = 0; round < 8; round++) {
+        jobq_pool *p = make_pool(1, 1);
+        struct test_gate g;
+        atomic_int flag = 0;
+        jobq_job gate_job = {gate_run, NULL, NULL}, slow = {slow_flag_run, NULL, &flag};
+        struct wait_probe w = {NULL, NULL, -1, -1};
+        pthread_t waiter, stopper;
+
+        test_gate_init(&g);
+        gate_job.arg = &g;
+        cr_assert_eq(jobq_pool_submit(p, &gate_job), 0);
+        test_gate_await_arrivals(&g, 1);
+        cr_assert_eq(jobq_pool_submit(p, &slow), 0);
+        w.p = p;
+        w.flag = &flag;
+        cr_assert_eq(pthread_create(&waiter, NULL, wait_probe_thread, &w), 0);
+        cr_assert_eq(pthread_create(&stopper, NULL, drain_thread, p), 0);
+        /* Let both block (the test holds either way; this makes the old failure show). */
+        test_sleep_ms(20);
+        test_gate_open(&g);
+        cr_assert_eq(pthread_join(waiter, NULL), 0);
+        cr_assert_eq(pthread_join(stopper, NULL), 0);
+        cr_expect_eq(w.r, 0);
+        cr_assert_eq(w.flag_seen, 1, "round %d: jobq_pool_wait returned before the queued job ran",
+                     round);
+        jobq_pool_destroy(p);
+        test_gate_fini(&g);
+    }
+}
+
+struct gated_flag {
+    struct test_gate *gate;
+    atomic_int *flag;
+};
+
+static int
+gate_then_flag_run(void *arg)
+{
+    struct gated_flag *gf = arg;
+
+    test_gate_wait(gf->gate);
+    atomic_store(gf->flag, 1);
+    return 0;
+}
+
+struct shutdown_probe {
+    jobq_pool *p;
+    atomic_int *flag;
+    int r, flag_seen;
+};
+
+static void *
+shutdown_probe_thread(void *arg)
+{
+    struct shutdown_probe *s = arg;
+
+    s->r = jobq_pool_shutdown(s->p, JOBQ_DRAIN, NULL);
+    s->flag_seen = atomic_load(s->flag);
+    return NULL;
+}
+
+/* Two shutdowns at once: the one that loses the race returns only after the pool has stopped
+ * (before, it returned at once, while a job still ran). */
+Test(pool, concurrent_shutdowns_both_return_after_the_pool_stopped, .timeout = 30)
+{
+    jobq_pool *p = make_pool(1, 4);
+    struct test_gate g;
+    atomic_int flag = 0;
+    struct gated_flag gf = {&g, &flag};
+    struct shutdown_probe s[2];
+    jobq_job job = {gate_then_flag_run, NULL, &gf};
+    pthread_t t[2];
+    int i;
+
+    test_gate_init(&g);
+    cr_assert_eq(jobq_pool_submit(p, &job), 0);
+    test_gate_await_arrivals(&g, 1);
+    for (i = 0; i < 2; i++) {
+        s[i].p = p;
+        s[i].flag = &flag;
+        s[i].r = -1;
+        s[i].flag_seen = -1;
+        cr_assert_eq(pthread_create(&t[i], NULL, shutdown_probe_thread, &s[i]), 0);
+    }
+    /* Let both reach the pool (the test holds either way; this makes the old failure show). */
+    test_sleep_ms(30);
+    test_gate_open(&g);
+    for (i = 0; i < 2; i++) {
+        cr_assert_eq(pthread_join(t[i], NULL), 0);
+        cr_expect_eq(s[i].r, 0);
+        cr_expect_eq(s[i].flag_seen, 1, "shutdown %d returned while a job still ran", i);
+    }
+    jobq_pool_destroy(p);
+    test_gate_fini(&g);
+}
+
 static void *
 open_gate_later(void *arg)
 {
