@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SKIP_STATUS 77
@@ -109,6 +110,8 @@ main(int argc, char **argv)
     for (t = tests; t != NULL; t = t->next) {
         const struct criterion_test_extra_data *sd = suite_of(t->suite);
         struct criterion_test_extra_data d = t->data;
+        struct timespec t0, t1;
+        double secs;
         pid_t pid;
         int status, ok;
 
@@ -127,6 +130,7 @@ main(int argc, char **argv)
         }
         tested++;
         fflush(NULL);
+        (void)clock_gettime(CLOCK_MONOTONIC, &t0);
         pid = fork();
         if (pid < 0) {
             perror("fork");
@@ -145,6 +149,8 @@ main(int argc, char **argv)
         }
         while (waitpid(pid, &status, 0) < 0)
             ;
+        (void)clock_gettime(CLOCK_MONOTONIC, &t1);
+        secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
         if (WIFEXITED(status) && WEXITSTATUS(status) == SKIP_STATUS) {
             tested--;
             skipped++;
@@ -157,7 +163,9 @@ main(int argc, char **argv)
             ok = WIFEXITED(status) && WEXITSTATUS(status) == d.exit_code;
         if (ok) {
             passed++;
-            fprintf(stderr, "[PASS] %s::%s\n", t->suite, t->name);
+            /* With the time, like Criterion's verbose runner: it shows which tests a timeout
+             * is close to. */
+            fprintf(stderr, "[PASS] %s::%s: (%.2fs)\n", t->suite, t->name, secs);
         } else {
             failed++;
             if (WIFSIGNALED(status))
