@@ -2,7 +2,9 @@
  * jobq/matmul.h - the matrix-multiply job: C = A x B for dense row-major doubles on a jobq pool.
  *
  * A client of the public jobq API only (it is not part of libjobq's core). One call:
- *   1. packs B once into zero-padded column panels (the packing itself spread over the pool);
+ *   1. packs B once into zero-padded column panels (the packing itself spread over the pool;
+ *      a small B - one k block, all copies within 8 MiB - is packed by every computing thread
+ *      into its own copy instead, which costs less than reading the other cores' halves);
  *   2. splits the rows of C into blocks, one pool task per block; each task packs its own rows of
  *      A and runs a register-tiled micro-kernel (AVX-512, AVX2+FMA or portable vector code,
  *      picked at run time) over them;
@@ -32,7 +34,8 @@ extern "C" {
 /* Micro-kernels. AUTO picks the best one the CPU supports. */
 typedef enum jobq_matmul_kernel {
     JOBQ_MATMUL_KERNEL_AUTO = 0,
-    JOBQ_MATMUL_KERNEL_GENERIC, /* portable GCC vector extensions, 2 doubles wide, no FMA */
+    JOBQ_MATMUL_KERNEL_GENERIC, /* portable GCC vector extensions, 2 doubles wide (fused
+                                   multiply-adds only where the compiler targets FMA) */
     JOBQ_MATMUL_KERNEL_AVX2,    /* x86-64 AVX2 + FMA, 6x8 register tile */
     JOBQ_MATMUL_KERNEL_AVX512,  /* x86-64 AVX-512F, 8x24 register tile */
     JOBQ_MATMUL_KERNEL_COUNT

@@ -171,6 +171,10 @@ Test(npy, refuses_truncated_files)
     cr_assert_eq(fwrite("\x93NUM", 1, 4, f), 4);
     cr_assert_eq(fclose(f), 0);
     expect_refused(path_of("magic.npy"), JOBQ_EINVAL, "not a .npy file");
+    /* A short file claiming 80 GB: refused as truncated before anything is allocated (it was
+     * "out of memory", or an 80 GB reservation where memory is overcommitted). */
+    expect_refused(write_npy("claims80g.npy", 1, GOOD_HDR("(100000, 100000)"), 4), JOBQ_EINVAL,
+                   "truncated data");
 }
 
 Test(npy, refuses_trailing_data)
@@ -207,9 +211,10 @@ Test(npy, refuses_bad_shapes_and_versions)
     expect_refused(path_of("missing.npy"), JOBQ_EIO, "cannot open");
 }
 
-/* Run the executable with arguments; returns its exit status, stderr in `err`. */
+/* Run the executable with arguments; returns its exit status, stdout in `out` (if not NULL),
+ * stderr in `err`. */
 static int
-run_exe(const char *args, char *err, size_t err_len)
+run_exe_out(const char *args, char *out, size_t out_len, char *err, size_t err_len)
 {
     const char *exe = getenv("JOBQ_MATMUL_EXE");
     char cmd[1024];
@@ -217,7 +222,8 @@ run_exe(const char *args, char *err, size_t err_len)
     size_t n;
     int st;
 
-    (void)snprintf(cmd, sizeof(cmd), "'%s' %s >/dev/null 2>'%s'", exe, args, path_of("err.txt"));
+    (void)snprintf(cmd, sizeof(cmd), "'%s' %s >'%s' 2>'%s'", exe, args, path_of("out.txt"),
+                   path_of("err.txt"));
     st = system(cmd);
     cr_assert(WIFEXITED(st), "%s did not exit normally", cmd);
     f = fopen(path_of("err.txt"), "r");
@@ -225,7 +231,30 @@ run_exe(const char *args, char *err, size_t err_len)
     n = fread(err, 1, err_len - 1, f);
     err[n] = '\0';
     (void)fclose(f);
+    if (out != NULL) {
+        f = fopen(path_of("out.txt"), "r");
+        cr_assert_not_null(f);
+        n = fread(out, 1, out_len - 1, f);
+        out[n] = '\0';
+        (void)fclose(f);
+    }
     return WEXITSTATUS(st);
+}
+
+static int
+run_exe(const char *args, char *err, size_t err_len)
+{
+    return run_exe_out(args, NULL, 0, err, err_len);
+}
+
+/* Whether the two files hold the same bytes. */
+static int
+same_file(const char *a, const char *b)
+{
+    char cmd[512];
+
+    (void)snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", a, b);
+    return system(cmd) == 0;
 }
 
 Test(npy, cli_reports_each_bad_file_and_shape_mismatch)
@@ -284,4 +313,105 @@ Test(npy, cli_rejects_bad_options)
     cr_assert_eq(run_exe("--bogus", err, sizeof(err)), 2);
     cr_assert_eq(run_exe("--load only-one.npy", err, sizeof(err)), 2);
     cr_assert_eq(run_exe("--help", err, sizeof(err)), 0);
+}
+
+#define CSV_HEAD "m,k,n,threads,kernel,best_s,median_s,gflops,speedup,verify,failures,max_ratio\n"
+
+/* The text after the i-th comma of line (field i, counting from 0). */
+static const char *
+csv_field(const char *line, int i)
+{
+    while (i-- > 0 && line != NULL) {
+        line = strchr(line, ',');
+        if (line != NULL)
+            line++;
+    }
+    return line != NULL ? line : "";
+}
+
+/* The exercise (no size given): N = 128, 256, 512, each on 1 thread and on all cores, every row
+ * verified, speed-up 1 on the 1-thread rows. Plain builds only: under a sanitizer the N = 512
+ * rows alone take minutes. */
+Test(npy, cli_exercise_without_arguments, .timeout = 120)
+{
+    char out[4096], err[2048], line[256];
+    unsigned long m, k, n, t, rows = 0, seen[3] = {0, 0, 0};
+    const char *p;
+    double speedup;
+
+    if (getenv("JOBQ_MATMUL_EXE") == NULL)
+        cr_skip_test("JOBQ_MATMUL_EXE not set (jobq-matmul not built)");
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    cr_skip_test("the exercise's N = 512 runs take minutes under a sanitizer");
+#endif
+    cr_assert_eq(run_exe_out("--format csv", out, sizeof(out), err, sizeof(err)), 0, "%s", err);
+    p = strchr(out, '\n');
+    cr_assert_not_null(p, "%s", out);
+    cr_assert(strncmp(out, CSV_HEAD, strlen(CSV_HEAD)) == 0, "%s", out);
+    for (p = p + 1; *p != '\0'; p = strchr(p, '\n') + 1) {
+        size_t len = (size_t)(strchr(p, '\n') - p);
+
+        cr_assert(len < sizeof(line));
+        memcpy(line, p, len);
+        line[len] = '\0';
+        cr_assert_eq(sscanf(line, "%lu,%lu,%lu,%lu,", &m, &k, &n, &t), 4, "%s", line);
+        cr_assert(m == k && k == n && (n == 128 || n == 256 || n == 512), "%s", line);
+        seen[n == 128 ? 0 : n == 256 ? 1 : 2]++;
+        cr_assert(strstr(line, ",ok,0,") != NULL, "not verified: %s", line);
+        cr_assert_eq(sscanf(csv_field(line, 8), "%lf", &speedup), 1, "%s", line);
+        if (t == 1)
+            cr_assert_eq(speedup, 1.0, "%s", line);
+        rows++;
+    }
+    /* One row per size on a 1-core machine, two elsewhere. */
+    cr_assert(rows == 3 || rows == 6, "%lu rows:\n%s", rows, out);
+    cr_assert(seen[0] == rows / 3 && seen[1] == rows / 3 && seen[2] == rows / 3, "%s", out);
+}
+
+/* -m -k -n, --block, --dispatch, --repeat, --seed, --format json, --save with random inputs. */
+Test(npy, cli_options_shape_the_run, .timeout = 120)
+{
+    char args[512], out[4096], err[2048], why[256];
+    double *c = NULL, best, median;
+    size_t r, cols;
+
+    if (getenv("JOBQ_MATMUL_EXE") == NULL)
+        cr_skip_test("JOBQ_MATMUL_EXE not set (jobq-matmul not built)");
+    /* A 7 x 5 by 5 x 3 product in tasks of 2 rows, through a group: saved as 7 x 3, verified. */
+    (void)snprintf(args, sizeof(args),
+                   "-m 7 -k 5 -n 3 -j 2 --block 2 --dispatch group --seed 9 --verify "
+                   "--format json --repeat 1 --save '%s'", path_of("s9.npy"));
+    cr_assert_eq(run_exe_out(args, out, sizeof(out), err, sizeof(err)), 0, "%s", err);
+    cr_assert(out[0] == '[' && strstr(out, "\"m\": 7, \"k\": 5, \"n\": 3, \"threads\": 2") != NULL,
+              "%s", out);
+    cr_assert(strstr(out, "\"verify\": \"ok\", \"failures\": 0") != NULL, "%s", out);
+    /* One round: its time is both the best and the median. */
+    cr_assert_eq(sscanf(strstr(out, "\"best_s\": "), "\"best_s\": %lf, \"median_s\": %lf",
+                        &best, &median), 2, "%s", out);
+    cr_assert_eq(best, median, "%s", out);
+    cr_assert_eq(mm_npy_load(path_of("s9.npy"), &c, &r, &cols, why, sizeof(why)), 0, "%s", why);
+    cr_assert_eq(r, 7);
+    cr_assert_eq(cols, 3);
+    free(c);
+
+    /* The same seed gives the same product whatever the threads and blocks; another seed does
+     * not. Five rounds: best <= median. */
+    (void)snprintf(args, sizeof(args),
+                   "-m 7 -k 5 -n 3 -j 1 --seed 9 --repeat 5 --format json --save '%s'",
+                   path_of("s9b.npy"));
+    cr_assert_eq(run_exe_out(args, out, sizeof(out), err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(sscanf(strstr(out, "\"best_s\": "), "\"best_s\": %lf, \"median_s\": %lf",
+                        &best, &median), 2, "%s", out);
+    cr_assert(best <= median, "%s", out);
+    cr_assert(same_file(path_of("s9.npy"), path_of("s9b.npy")));
+    (void)snprintf(args, sizeof(args), "-m 7 -k 5 -n 3 --seed 10 --save '%s'",
+                   path_of("s10.npy"));
+    cr_assert_eq(run_exe(args, err, sizeof(err)), 0, "%s", err);
+    cr_assert(!same_file(path_of("s9.npy"), path_of("s10.npy")));
+
+    /* csv: a header and one row. */
+    cr_assert_eq(run_exe_out("-n 4 -j 1 --format csv", out, sizeof(out), err, sizeof(err)), 0,
+                 "%s", err);
+    cr_assert(strncmp(out, CSV_HEAD, strlen(CSV_HEAD)) == 0, "%s", out);
+    cr_assert(strstr(out, "\n4,4,4,1,") != NULL, "%s", out);
 }

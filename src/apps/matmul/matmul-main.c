@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -262,19 +263,21 @@ run_one(const struct opts *o, unsigned threads, size_t m, size_t n, size_t k, co
             fprintf(stderr, "jobq-matmul: out of memory for the reference\n");
             return EXIT_RUN;
         }
-#ifdef JOBQ_HAVE_OPENBLAS
-        openblas_set_num_threads((int)threads);
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0, A,
-                    (int)k, B, (int)n, 0.0, R, (int)n);
-        if (threads > 1) {
-            /* OpenBLAS's threads spin ~2^28 cycles after a call: let them go to sleep before
-             * the next configuration is timed, or they take a core from it. */
-            struct timespec quiet = {0, 150 * 1000 * 1000L};
-
-            (void)nanosleep(&quiet, NULL);
-        }
         err = 0;
-        if (m > INT32_MAX || n > INT32_MAX || k > INT32_MAX)
+#ifdef JOBQ_HAVE_OPENBLAS
+        /* cblas takes int sizes: beyond them the naive reference does the job. */
+        if (m <= INT32_MAX && n <= INT32_MAX && k <= INT32_MAX) {
+            openblas_set_num_threads((int)threads);
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0,
+                        A, (int)k, B, (int)n, 0.0, R, (int)n);
+            if (threads > 1) {
+                /* OpenBLAS's threads spin ~2^28 cycles after a call: let them go to sleep
+                 * before the next configuration is timed, or they take a core from it. */
+                struct timespec quiet = {0, 150 * 1000 * 1000L};
+
+                (void)nanosleep(&quiet, NULL);
+            }
+        } else
 #endif
             err = jobq_matmul_reference(pool, m, n, k, A, k, B, n, R, n);
         if (err == 0)
@@ -322,12 +325,21 @@ print_row(enum fmt f, const struct result *r, const char *kernel, int first)
         printf("%zu,%zu,%zu,%u,%s,%.9f,%.9f,%.3f,%.3f,%s,%zu,%.6g\n", r->m, r->k, r->n, r->threads,
                kernel, r->best_s, r->median_s, r->gflops, r->speedup, r->verify, r->failures,
                r->max_ratio);
-    else
+    else {
+        /* JSON has no inf or nan (a NaN in C, or a difference where the bound is 0, makes the
+         * ratio infinite): null stands for them. */
+        char ratio[32];
+
+        if (isfinite(r->max_ratio))
+            (void)snprintf(ratio, sizeof(ratio), "%.6g", r->max_ratio);
+        else
+            (void)snprintf(ratio, sizeof(ratio), "null");
         printf("%s\n  {\"m\": %zu, \"k\": %zu, \"n\": %zu, \"threads\": %u, \"kernel\": \"%s\", "
                "\"best_s\": %.9f, \"median_s\": %.9f, \"gflops\": %.3f, \"speedup\": %.3f, "
-               "\"verify\": \"%s\", \"failures\": %zu, \"max_ratio\": %.6g}",
+               "\"verify\": \"%s\", \"failures\": %zu, \"max_ratio\": %s}",
                first ? "" : ",", r->m, r->k, r->n, r->threads, kernel, r->best_s, r->median_s,
-               r->gflops, r->speedup, r->verify, r->failures, r->max_ratio);
+               r->gflops, r->speedup, r->verify, r->failures, ratio);
+    }
 }
 
 static void

@@ -12,12 +12,14 @@
  * that is checked at run time.
  */
 #include <ctype.h>
+#include <inttypes.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <jobq.h>
 
@@ -182,6 +184,8 @@ mm_npy_load(const char *path, double **ret_data, size_t *ret_rows, size_t *ret_c
     char *header = NULL;
     double *data = NULL;
     size_t hlen, rows = 0, cols = 0, count, got;
+    struct stat st;
+    long pos;
     FILE *f;
     int err, extra;
 
@@ -238,6 +242,18 @@ mm_npy_load(const char *path, double **ret_data, size_t *ret_rows, size_t *ret_c
         goto out;
     }
     count = rows * cols;
+    /* A regular file too short for its shape is refused before the allocation: a 100-byte file
+     * claiming (100000, 100000) must not reserve 80 GB first, or fail as "out of memory". */
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && (pos = ftell(f)) >= 0) {
+        uint64_t left = (uint64_t)st.st_size > (uint64_t)pos ? (uint64_t)st.st_size - (uint64_t)pos : 0;
+
+        if (left / sizeof(double) < count) {
+            err = fail(why, why_len, JOBQ_EINVAL,
+                       "truncated data: shape (%zu, %zu) needs %zu values, file has %" PRIu64,
+                       rows, cols, count, left / sizeof(double));
+            goto out;
+        }
+    }
     data = malloc(count * sizeof(double));
     if (data == NULL) {
         err = fail(why, why_len, JOBQ_ENOMEM, "out of memory for a %zu x %zu matrix", rows, cols);

@@ -160,7 +160,8 @@ cpu_has(jobq_matmul_kernel id)
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case JOBQ_MATMUL_KERNEL_AVX512:
         __builtin_cpu_init();
-        return __builtin_cpu_supports("avx512f");
+        /* Built with target("avx512f,fma"): check both, though every AVX-512F CPU has FMA. */
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
 #endif
     default:
         return 0;

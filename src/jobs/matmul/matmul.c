@@ -79,9 +79,10 @@
 #define MM_NC_COLS 1024
 #endif
 /* Private B (see the header) while B is one slice and all copies together hold at most this
- * many doubles (8 MiB: N = 512 on pools of up to 3 workers, N = 256 on up to 15; a quarter of
- * the development VM's L3). The copies are packed one per thread, not split: with more
- * threads, a smaller B qualifies. */
+ * many doubles (8 MiB, a quarter of the development VM's L3: with the AVX2 kernel, N = 512 on
+ * pools of up to 3 workers, N = 256 on up to 15; AVX-512 pads N = 512 to 528 columns, so 2
+ * workers). The copies are packed one per thread, not split: with more threads, a smaller B
+ * qualifies. */
 #ifndef MM_PRIVATE_B_MAX
 #define MM_PRIVATE_B_MAX ((size_t)1 << 20)
 #endif
@@ -410,7 +411,10 @@ compute_rows(const struct mm_call *mc, const double *bpack, double *apack, size_
     const size_t mr = mc->kern->mr, nr = mc->kern->nr, nc_panels = MM_NC_COLS / nr;
     const jobq__mm_kernel_fn kern = mc->kern->fn;
     size_t s, i0, pc, jc, jend, jp, ir, mcur, kcur, mrcur, ncur, r;
-    _Alignas(MM_ALIGN) double tile[MM_TILE_MAX];
+    /* Zeroed: an edge tile that adds to C fills only its mrcur x ncur corner, and the kernel
+     * adds into all of it (the rest is thrown away, but must not be garbage: a stray signalling
+     * NaN would raise FP exceptions, and MemorySanitizer would flag the read). */
+    _Alignas(MM_ALIGN) double tile[MM_TILE_MAX] = {0};
     int load;
 
     for (s = s0; s < s1; s++) {
