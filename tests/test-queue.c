@@ -169,6 +169,48 @@ Test(queue, consumer_blocks_when_empty_and_resumes, .timeout = 10)
     jobq_queue_destroy(q);
 }
 
+/* Timed variants that block and then succeed: room or an item that appears before the deadline
+ * ends the wait with 0 (not JOBQ_ETIMEDOUT, which the 10 s deadline would give), in FIFO order. */
+Test(queue, timed_variants_succeed_after_blocking, .timeout = 20)
+{
+    jobq_queue *q;
+    struct blocker b;
+    pthread_t t;
+    int i, out, v = 7;
+
+    cr_assert_eq(jobq_queue_create(&q, 2, sizeof(int)), 0);
+    for (i = 0; i < 2; i++)
+        cr_assert_eq(jobq_queue_push(q, &i), 0);
+    memset(&b, 0, sizeof(b));
+    b.q = q;
+    b.value = 2;
+    b.timeout_ns = 10000000000ull;
+    cr_assert_eq(pthread_create(&t, NULL, push_thread, &b), 0);
+    test_sleep_ms(50);
+    cr_assert_eq(atomic_load(&b.state), 0, "timed push returned although the queue was full");
+    cr_assert_eq(jobq_queue_pop(q, &out), 0);
+    cr_assert_eq(out, 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_eq(b.result, 0, "timed push: %s", jobq_strerror(b.result));
+    for (i = 1; i <= 2; i++) {
+        cr_assert_eq(jobq_queue_pop(q, &out), 0);
+        cr_assert_eq(out, i);
+    }
+
+    memset(&b, 0, sizeof(b));
+    b.q = q;
+    b.value = -1;
+    b.timeout_ns = 10000000000ull;
+    cr_assert_eq(pthread_create(&t, NULL, pop_thread, &b), 0);
+    test_sleep_ms(50);
+    cr_assert_eq(atomic_load(&b.state), 0, "timed pop returned from an empty open queue");
+    cr_assert_eq(jobq_queue_push(q, &v), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_eq(b.result, 0, "timed pop: %s", jobq_strerror(b.result));
+    cr_assert_eq(b.value, 7);
+    jobq_queue_destroy(q);
+}
+
 Test(queue, close_semantics, .timeout = 10)
 {
     jobq_queue *q;
