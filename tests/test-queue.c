@@ -119,6 +119,18 @@ pop_thread(void *arg)
     return NULL;
 }
 
+/* Run fn (push_thread or pop_thread) on a new thread *t, with *b set up for q. */
+static void
+start_blocker(struct blocker *b, pthread_t *t, jobq_queue *q, int value, uint64_t timeout_ns,
+              void *(*fn)(void *))
+{
+    memset(b, 0, sizeof(*b));
+    b->q = q;
+    b->value = value;
+    b->timeout_ns = timeout_ns;
+    cr_assert_eq(pthread_create(t, NULL, fn, b), 0);
+}
+
 Test(queue, producer_blocks_at_capacity_and_resumes, .timeout = 10)
 {
     jobq_queue *q;
@@ -129,10 +141,7 @@ Test(queue, producer_blocks_at_capacity_and_resumes, .timeout = 10)
     cr_assert_eq(jobq_queue_create(&q, 4, sizeof(int)), 0);
     for (i = 0; i < 4; i++)
         cr_assert_eq(jobq_queue_push(q, &i), 0);
-    memset(&b, 0, sizeof(b));
-    b.q = q;
-    b.value = 4;
-    cr_assert_eq(pthread_create(&t, NULL, push_thread, &b), 0);
+    start_blocker(&b, &t, q, 4, 0, push_thread);
     /* It cannot complete while the queue is full, however long we give it. */
     test_sleep_ms(50);
     cr_assert_eq(atomic_load(&b.state), 0, "push returned although the queue was full");
@@ -156,10 +165,7 @@ Test(queue, consumer_blocks_when_empty_and_resumes, .timeout = 10)
     int v = 42;
 
     cr_assert_eq(jobq_queue_create(&q, 4, sizeof(int)), 0);
-    memset(&b, 0, sizeof(b));
-    b.q = q;
-    b.value = -1;
-    cr_assert_eq(pthread_create(&t, NULL, pop_thread, &b), 0);
+    start_blocker(&b, &t, q, -1, 0, pop_thread);
     test_sleep_ms(50);
     cr_assert_eq(atomic_load(&b.state), 0, "pop returned from an empty open queue");
     cr_assert_eq(jobq_queue_push(q, &v), 0);
@@ -181,11 +187,7 @@ Test(queue, timed_variants_succeed_after_blocking, .timeout = 20)
     cr_assert_eq(jobq_queue_create(&q, 2, sizeof(int)), 0);
     for (i = 0; i < 2; i++)
         cr_assert_eq(jobq_queue_push(q, &i), 0);
-    memset(&b, 0, sizeof(b));
-    b.q = q;
-    b.value = 2;
-    b.timeout_ns = 10000000000ull;
-    cr_assert_eq(pthread_create(&t, NULL, push_thread, &b), 0);
+    start_blocker(&b, &t, q, 2, 10000000000ull, push_thread);
     test_sleep_ms(50);
     cr_assert_eq(atomic_load(&b.state), 0, "timed push returned although the queue was full");
     cr_assert_eq(jobq_queue_pop(q, &out), 0);
@@ -197,11 +199,7 @@ Test(queue, timed_variants_succeed_after_blocking, .timeout = 20)
         cr_assert_eq(out, i);
     }
 
-    memset(&b, 0, sizeof(b));
-    b.q = q;
-    b.value = -1;
-    b.timeout_ns = 10000000000ull;
-    cr_assert_eq(pthread_create(&t, NULL, pop_thread, &b), 0);
+    start_blocker(&b, &t, q, -1, 10000000000ull, pop_thread);
     test_sleep_ms(50);
     cr_assert_eq(atomic_load(&b.state), 0, "timed pop returned from an empty open queue");
     cr_assert_eq(jobq_queue_push(q, &v), 0);
