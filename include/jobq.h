@@ -208,7 +208,9 @@ typedef enum jobq_shutdown_mode {
  * Stop accepting jobs, then enqueue one sentinel per worker and join them all. Afterwards
  * submitted == completed + discarded. *ret_discarded (if not NULL) gets the number of jobs
  * dropped by this call. Errors: JOBQ_EDEADLK from a worker, JOBQ_EINVAL; a second call (at the
- * same time or later) returns 0 and discards nothing, once the first has joined the workers.
+ * same time or later) returns 0 and discards nothing, once the first has joined the workers (so
+ * it must not come from a thread that a running job waits for; from a done callback that the
+ * first call itself runs, it returns at once).
  */
 JOBQ_API int jobq_pool_shutdown(jobq_pool *pool, jobq_shutdown_mode mode, size_t *ret_discarded);
 

@@ -227,6 +227,9 @@ struct jobq_pool {
 
 /* The worker the current thread is, if any: lets submit/wait detect nesting. */
 static _Thread_local struct worker *current_worker;
+/* The pool this thread is shutting down, if any: a done callback that the shutdown runs (a
+ * discarded job's) and that calls shutdown again must not wait for itself. */
+static _Thread_local const jobq_pool *current_shutdown;
 
 static int
 is_own_worker(const jobq_pool *pool)
@@ -320,7 +323,12 @@ finished_count(const jobq_pool *pool)
 static uint64_t
 queued_count(const jobq_pool *pool)
 {
-    return jobq__ring_pushed(&pool->ring) - atomic_load(&pool->sentinels);
+    /* `sentinels` first: a sentinel is counted after its push, so a count read before `tail`
+     * can only make the result too high (a waiter sleeps until the count's pool_finish), never
+     * too low (read after, a push and count in between made it one short). */
+    size_t sentinels = atomic_load(&pool->sentinels);
+
+    return jobq__ring_pushed(&pool->ring) - sentinels;
 }
 
 /*
@@ -1183,15 +1191,19 @@ jobq_pool_shutdown(jobq_pool *pool, jobq_shutdown_mode mode, size_t *ret_discard
         return JOBQ_EDEADLK;
     if (!atomic_compare_exchange_strong(&pool->shutting_down, &expected, 1)) {
         /* Another call is shutting down: return once it has, so that the pool is stopped
-         * (and its counters final) for this caller too. */
+         * (and its counters final) for this caller too - unless it is this thread's own call,
+         * from a done callback it runs. */
+        if (ret_discarded != NULL)
+            *ret_discarded = 0;
+        if (current_shutdown == pool)
+            return 0;
         (void)pthread_mutex_lock(&pool->lock);
         while (!pool->shut_down)
             (void)pthread_cond_wait(&pool->idle, &pool->lock);
         (void)pthread_mutex_unlock(&pool->lock);
-        if (ret_discarded != NULL)
-            *ret_discarded = 0;
         return 0;
     }
+    current_shutdown = pool;
     /* From here every ordinary push fails; a push that won its slot before this line is
      * ahead of the sentinels in FIFO order, so it is drained (or discarded) like the rest. */
     jobq__ring_close(&pool->ring);
@@ -1207,6 +1219,10 @@ jobq_pool_shutdown(jobq_pool *pool, jobq_shutdown_mode mode, size_t *ret_discard
         /* Workers claiming jobs from now on drop them too (seq_cst: a worker's claim that
          * comes after this store in the total order sees it). */
         atomic_store(&pool->discarding, 1);
+        /* Our sweep of the claim words below, against a worker's batch publish then load of
+         * `discarding`: a store-buffering pair, which only seq_cst on both sides orders (the
+         * sweep's loads are acquire). */
+        atomic_thread_fence(memory_order_seq_cst);
         /* Workers may race us for the queued jobs; what we get, we drop. */
         while ((n = jobq__ring_try_pop(&pool->ring, batch, MAX_BATCH, 0, NULL)) > 0) {
             made_room(pool);
@@ -1241,6 +1257,7 @@ jobq_pool_shutdown(jobq_pool *pool, jobq_shutdown_mode mode, size_t *ret_discard
     pool->shut_down = 1;
     (void)pthread_cond_broadcast(&pool->idle);
     (void)pthread_mutex_unlock(&pool->lock);
+    current_shutdown = NULL;
     if (ret_discarded != NULL)
         *ret_discarded = ndropped;
     return 0;
@@ -1488,6 +1505,15 @@ pfor_helper(void *arg)
     return 0;
 }
 
+/* A helper dropped by a DISCARD shutdown never runs: its done drops the reference it held
+ * (after a run, which dropped it, done does nothing). */
+static void
+pfor_helper_done(void *arg, int err)
+{
+    if (err == JOBQ_ECANCELED)
+        pfor_release(arg);
+}
+
 int
 jobq_pool_parallel_for(jobq_pool *pool, size_t begin, size_t end, size_t grain, jobq_range_fn fn,
                        void *ctx)
@@ -1549,7 +1575,7 @@ jobq_pool_parallel_for(jobq_pool *pool, size_t begin, size_t end, size_t grain, 
         helpers--;
     atomic_init(&pf->refs, (unsigned)helpers + 1);
     job.run = pfor_helper;
-    job.done = NULL;
+    job.done = pfor_helper_done;
     job.arg = pf;
     /* Where this caller computes (see spread_out); written only when it changed, since the
      * line is shared with the workers' searching count. */
