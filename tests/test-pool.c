@@ -396,6 +396,21 @@ Test(pool, discard_drops_jobs_a_worker_took_but_did_not_start, .timeout = 30)
     test_gate_fini(&g2);
 }
 
+/* Hold p's one worker at gate g (a job waits there); a opens g once one of its jobs is
+ * discarded. */
+static void
+hold_worker_until_a_discard(jobq_pool *p, struct test_gate *g, struct acct *a)
+{
+    jobq_job gate_job = {gate_run, NULL, NULL};
+
+    test_gate_init(g);
+    memset(a, 0, sizeof(*a));
+    a->open_on_cancel = g;
+    gate_job.arg = g;
+    cr_assert_eq(jobq_pool_submit(p, &gate_job), 0);
+    test_gate_await_arrivals(g, 1);
+}
+
 static int
 range_noop(void *ctx, size_t begin, size_t end)
 {
@@ -418,16 +433,11 @@ Test(pool, discarded_parallel_for_helper_releases_its_share, .timeout = 30)
     jobq_pool *p = make_pool(1, 16);
     struct test_gate g;
     struct acct a;
-    jobq_job gate_job = {gate_run, NULL, NULL}, job = {acct_run, acct_done, NULL};
+    jobq_job job = {acct_run, acct_done, NULL};
     size_t discarded = 0;
 
-    test_gate_init(&g);
-    memset(&a, 0, sizeof(a));
-    a.open_on_cancel = &g;
-    gate_job.arg = &g;
+    hold_worker_until_a_discard(p, &g, &a);
     job.arg = &a;
-    cr_assert_eq(jobq_pool_submit(p, &gate_job), 0);
-    test_gate_await_arrivals(&g, 1);
     cr_assert_eq(jobq_pool_parallel_for(p, 0, 100, 10, range_noop, NULL), 0);
     cr_assert_eq(jobq_pool_submit(p, &job), 0);
     cr_assert_eq(jobq_pool_shutdown(p, JOBQ_DISCARD, &discarded), 0);
@@ -461,22 +471,14 @@ Test(pool, shutdown_from_a_discarded_jobs_done_returns, .timeout = 30)
     jobq_pool *p = make_pool(1, 16);
     struct test_gate g;
     struct acct a;
-    struct nested_stop ns;
-    jobq_job gate_job = {gate_run, NULL, NULL}, job = {acct_run, acct_done, NULL};
-    jobq_job stopper = {acct_run, nested_stop_done, NULL};
+    struct nested_stop ns = {NULL, -1, 0};
+    jobq_job job = {acct_run, acct_done, NULL}, stopper = {acct_run, nested_stop_done, NULL};
     size_t discarded = 0;
 
-    test_gate_init(&g);
-    memset(&a, 0, sizeof(a));
-    a.open_on_cancel = &g;
     ns.p = p;
-    ns.r = -1;
-    ns.calls = 0;
-    gate_job.arg = &g;
     job.arg = &a;
     stopper.arg = &ns;
-    cr_assert_eq(jobq_pool_submit(p, &gate_job), 0);
-    test_gate_await_arrivals(&g, 1);
+    hold_worker_until_a_discard(p, &g, &a);
     cr_assert_eq(jobq_pool_submit(p, &stopper), 0);
     cr_assert_eq(jobq_pool_submit(p, &job), 0);
     cr_assert_eq(jobq_pool_shutdown(p, JOBQ_DISCARD, &discarded), 0);
