@@ -1181,7 +1181,8 @@ int
 jobq_pool_shutdown(jobq_pool *pool, jobq_shutdown_mode mode, size_t *ret_discarded)
 {
     struct jobq__entry batch[MAX_BATCH];
-    size_t ndropped = 0, n, i;
+    size_t ndropped, n, i;
+    uint64_t before;
     unsigned started = 0;
     int expected = 0;
 
@@ -1212,9 +1213,10 @@ jobq_pool_shutdown(jobq_pool *pool, jobq_shutdown_mode mode, size_t *ret_discard
     (void)pthread_cond_broadcast(&pool->space);
     (void)pthread_mutex_unlock(&pool->lock);
 
+    before = atomic_load(&pool->discarded);
     if (mode == JOBQ_DISCARD) {
-        uint64_t before = atomic_load(&pool->discarded);
         struct jobq__entry e;
+        uint64_t swept = 0;
 
         /* Workers claiming jobs from now on drop them too (seq_cst: a worker's claim that
          * comes after this store in the total order sees it). */
@@ -1237,22 +1239,18 @@ jobq_pool_shutdown(jobq_pool *pool, jobq_shutdown_mode mode, size_t *ret_discard
         for (i = 0; i < pool->threads; i++) {
             while (batch_claim(&pool->workers[i], &e)) {
                 drop_entry(&e);
-                atomic_fetch_add(&pool->discarded, 1);
+                swept++;
             }
         }
+        atomic_fetch_add(&pool->discarded, swept);
         pool_finish(pool);
-        for (i = 0; i < pool->threads; i++)
-            started += (unsigned)pool->workers[i].started;
-        queue_sentinels(pool, started);
-        join_workers(pool);
-        /* Ours and those the workers dropped: only this call discards. */
-        ndropped = (size_t)(atomic_load(&pool->discarded) - before);
-    } else {
-        for (i = 0; i < pool->threads; i++)
-            started += (unsigned)pool->workers[i].started;
-        queue_sentinels(pool, started);
-        join_workers(pool);
     }
+    for (i = 0; i < pool->threads; i++)
+        started += (unsigned)pool->workers[i].started;
+    queue_sentinels(pool, started);
+    join_workers(pool);
+    /* Ours and those the workers dropped: only this call discards (DRAIN: none). */
+    ndropped = (size_t)(atomic_load(&pool->discarded) - before);
     (void)pthread_mutex_lock(&pool->lock);
     pool->shut_down = 1;
     (void)pthread_cond_broadcast(&pool->idle);

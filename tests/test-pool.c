@@ -498,7 +498,9 @@ slow_flag_run(void *arg)
     return 0;
 }
 
-struct wait_probe {
+/* A thread that calls into the pool, then records its result and whether *flag was set by
+ * the time the call returned. */
+struct probe {
     jobq_pool *p;
     atomic_int *flag;
     int r, flag_seen;
@@ -507,7 +509,7 @@ struct wait_probe {
 static void *
 wait_probe_thread(void *arg)
 {
-    struct wait_probe *w = arg;
+    struct probe *w = arg;
 
     w->r = jobq_pool_wait(w->p);
     w->flag_seen = atomic_load(w->flag);
@@ -537,7 +539,7 @@ Test(pool, wait_during_shutdown_waits_for_queued_jobs, .timeout = 60)
         struct test_gate g;
         atomic_int flag = 0;
         jobq_job gate_job = {gate_run, NULL, NULL}, slow = {slow_flag_run, NULL, &flag};
-        struct wait_probe w = {NULL, NULL, -1, -1};
+        struct probe w = {NULL, NULL, -1, -1};
         pthread_t waiter, stopper;
 
         test_gate_init(&g);
@@ -577,16 +579,10 @@ gate_then_flag_run(void *arg)
     return 0;
 }
 
-struct shutdown_probe {
-    jobq_pool *p;
-    atomic_int *flag;
-    int r, flag_seen;
-};
-
 static void *
 shutdown_probe_thread(void *arg)
 {
-    struct shutdown_probe *s = arg;
+    struct probe *s = arg;
 
     s->r = jobq_pool_shutdown(s->p, JOBQ_DRAIN, NULL);
     s->flag_seen = atomic_load(s->flag);
@@ -601,7 +597,7 @@ Test(pool, concurrent_shutdowns_both_return_after_the_pool_stopped, .timeout = 3
     struct test_gate g;
     atomic_int flag = 0;
     struct gated_flag gf = {&g, &flag};
-    struct shutdown_probe s[2];
+    struct probe s[2];
     jobq_job job = {gate_then_flag_run, NULL, &gf};
     pthread_t t[2];
     int i;

@@ -245,7 +245,7 @@ mm_npy_load(const char *path, double **ret_data, size_t *ret_rows, size_t *ret_c
     /* A regular file too short for its shape is refused before the allocation: a 100-byte file
      * claiming (100000, 100000) must not reserve 80 GB first, or fail as "out of memory". */
     if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && (pos = ftell(f)) >= 0) {
-        uint64_t left = (uint64_t)st.st_size > (uint64_t)pos ? (uint64_t)st.st_size - (uint64_t)pos : 0;
+        uint64_t size = (uint64_t)st.st_size, left = size > (uint64_t)pos ? size - (uint64_t)pos : 0;
 
         if (left / sizeof(double) < count) {
             err = fail(why, why_len, JOBQ_EINVAL,
