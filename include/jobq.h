@@ -142,6 +142,7 @@ typedef struct jobq_pool_options {
     jobq_worker_fini_fn worker_fini; /* optional */
     void *hook_arg;                  /* passed to both hooks */
     const char *name;                /* thread name prefix, default "jobq": threads are "jobq-<i>" */
+    size_t stack_size;               /* worker stack in bytes; 0 (the default) = the system's */
 } jobq_pool_options;
 
 /* Fill *opts with the defaults. */
@@ -149,9 +150,10 @@ JOBQ_API void jobq_pool_options_init(jobq_pool_options *opts);
 
 /*
  * Start a pool. opts NULL means defaults. Errors: JOBQ_EINVAL (NULL ret_pool, threads 0 or
- * over 65536, capacity 0), JOBQ_EOVERFLOW (capacity too large for memory sizes), JOBQ_ENOMEM,
- * JOBQ_ETHREAD, or a worker_init failure code. On failure every started thread has been joined
- * and nothing leaks.
+ * over 65536, capacity 0, a stack_size below PTHREAD_STACK_MIN), JOBQ_EOVERFLOW (capacity too
+ * large for memory sizes), JOBQ_ENOMEM, JOBQ_ETHREAD (a thread could not be created, e.g. no
+ * memory for its stack), or a worker_init failure code. On failure every started thread has
+ * been joined and nothing leaks.
  *
  * Placement (Linux): a worker that the kernel wakes onto the CPU of the thread that last called
  * jobq_pool_parallel_for, or that starts one of its helpers there, moves itself to an allowed

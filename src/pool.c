@@ -46,6 +46,7 @@
  * LOCK ORDER: pool->lock, then group->lock or pf->lock. User code never runs with a lock held.
  */
 #define _GNU_SOURCE
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -867,6 +868,7 @@ int
 jobq_pool_create(jobq_pool **ret_pool, const jobq_pool_options *opts)
 {
     jobq_pool_options defaults;
+    pthread_attr_t attr;
     jobq_pool *pool;
     size_t wbytes;
     unsigned i, started = 0;
@@ -879,6 +881,8 @@ jobq_pool_create(jobq_pool **ret_pool, const jobq_pool_options *opts)
     if (ret_pool == NULL || opts->threads == 0 || opts->capacity == 0)
         return JOBQ_EINVAL;
     if (opts->threads > 65536)
+        return JOBQ_EINVAL;
+    if (opts->stack_size != 0 && opts->stack_size < (size_t)PTHREAD_STACK_MIN)
         return JOBQ_EINVAL;
 
     pool = aligned_alloc(JOBQ__CACHE_LINE, sizeof(*pool));
@@ -913,18 +917,24 @@ jobq_pool_create(jobq_pool **ret_pool, const jobq_pool_options *opts)
     pool->hook_arg = opts->hook_arg;
     (void)snprintf(pool->name, sizeof(pool->name), "%s", opts->name ? opts->name : "jobq");
 
+    /* One attribute object for every worker; glibc's setstacksize only checks the minimum,
+     * which is checked above, so a stack that cannot be mapped fails in pthread_create. */
+    (void)pthread_attr_init(&attr);
+    if (opts->stack_size != 0)
+        (void)pthread_attr_setstacksize(&attr, opts->stack_size);
     for (i = 0; i < opts->threads; i++) {
         struct worker *w = &pool->workers[i];
         w->pool = pool;
         w->index = i;
         atomic_init(&w->cpu, -1);
-        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+        if (pthread_create(&w->thread, &attr, worker_main, w) != 0) {
             err = JOBQ_ETHREAD;
             break;
         }
         w->started = 1;
         started++;
     }
+    (void)pthread_attr_destroy(&attr);
 
     (void)pthread_mutex_lock(&pool->lock);
     while (pool->started < started)

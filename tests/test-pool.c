@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <jobq.h>
 
@@ -1283,6 +1285,142 @@ Test(pool, worker_init_failure_fails_create_and_joins, .timeout = 30)
         cr_expect_eq(after, before, "%d threads before, %d after failed creates", before, after);
 }
 
+/* ---- worker stacks ----------------------------------------------------------------------- */
+
+struct stack_probe {
+    atomic_size_t size[2]; /* per worker */
+};
+
+static int
+stack_probe_init(void *arg, unsigned index)
+{
+    struct stack_probe *sp = arg;
+    pthread_attr_t attr;
+    size_t size = 0;
+
+    if (index >= 2)
+        return -1;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        (void)pthread_attr_getstacksize(&attr, &size);
+        (void)pthread_attr_destroy(&attr);
+    }
+    atomic_store(&sp->size[index], size);
+    return 0;
+}
+
+Test(pool, workers_get_the_stack_size_asked_for, .timeout = 10)
+{
+    /* 3 MiB: unlike every default (8 MiB from ulimit -s, or 2 MiB). */
+    const size_t asked = (size_t)3 << 20;
+    struct stack_probe sp;
+    jobq_pool_options o;
+    jobq_pool *p;
+    unsigned i;
+
+    atomic_init(&sp.size[0], 0);
+    atomic_init(&sp.size[1], 0);
+    jobq_pool_options_init(&o);
+    cr_expect_eq(o.stack_size, 0, "the default is the system's stack");
+    o.threads = 2;
+    o.stack_size = asked;
+    o.worker_init = stack_probe_init;
+    o.hook_arg = &sp;
+    cr_assert_eq(jobq_pool_create(&p, &o), 0);
+    jobq_pool_destroy(p);
+    for (i = 0; i < 2; i++) {
+        size_t got = atomic_load(&sp.size[i]);
+
+        cr_expect(got >= asked && got < asked + ((size_t)1 << 20),
+                  "worker %u: stack %zu, asked for %zu", i, got, asked);
+    }
+
+    o.stack_size = 1; /* below PTHREAD_STACK_MIN */
+    cr_expect_eq(jobq_pool_create(&p, &o), JOBQ_EINVAL);
+}
+
+/* A stack no machine can map: pthread_create fails for the first worker. */
+Test(pool, unmappable_stack_fails_create_with_ethread, .timeout = 30)
+{
+    jobq_pool_options o;
+    jobq_pool *p = (jobq_pool *)(uintptr_t)1;
+    int before = baseline_threads(), after;
+
+    jobq_pool_options_init(&o);
+    o.threads = 2;
+    o.stack_size = (size_t)1 << 46; /* 64 TiB: half the x86-64 user address space */
+    cr_assert_eq(jobq_pool_create(&p, &o), JOBQ_ETHREAD);
+    cr_expect_eq(p, (jobq_pool *)(uintptr_t)1, "ret_pool written on failure");
+    after = test_thread_count_settled(before);
+    if (before > 0)
+        cr_expect_eq(after, before, "%d threads before, %d after", before, after);
+}
+
+/* Bytes of address space this process has mapped (VmSize), or 0. */
+static size_t
+mapped_bytes(void)
+{
+    unsigned long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%lu", &pages) != 1)
+        pages = 0;
+    (void)fclose(f);
+    return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* The address-space limit lets a few 256 MiB stacks in and then refuses the next one: create
+ * fails with JOBQ_ETHREAD after some workers started, and must stop and join exactly those.
+ * RLIMIT_AS binds root too. Sanitizer runtimes reserve terabytes of address space, so there
+ * this runs only in the plain build. */
+Test(pool, thread_failure_after_some_started_joins_them, .timeout = 30)
+{
+    const size_t stack = (size_t)256 << 20;
+    struct hooks h;
+    struct rlimit old, lim;
+    jobq_pool_options o;
+    jobq_pool *p = (jobq_pool *)(uintptr_t)1;
+    unsigned i, inits = 0, finis = 0;
+    int before, after, err;
+    size_t base;
+
+    if (JOBQ_TEST_SANITIZED)
+        cr_skip_test("RLIMIT_AS cannot be used under a sanitizer's reservations");
+    before = baseline_threads();
+    base = mapped_bytes();
+    cr_assert_gt(base, 0, "cannot read /proc/self/statm");
+    cr_assert_eq(getrlimit(RLIMIT_AS, &old), 0);
+    memset(&h, 0, sizeof(h));
+    h.fail_index = -1;
+    h.prefix = "jobq";
+    jobq_pool_options_init(&o);
+    o.threads = HOOK_THREADS;
+    o.stack_size = stack;
+    o.worker_init = hook_init;
+    o.worker_fini = hook_fini;
+    o.hook_arg = &h;
+    /* Room for two stacks, with 128 MiB per thread to spare for its guard page, malloc
+     * arena and the like: far short of six stacks. */
+    lim = old;
+    lim.rlim_cur = (rlim_t)(base + 2 * (stack + ((size_t)128 << 20)));
+    cr_assert_eq(setrlimit(RLIMIT_AS, &lim), 0);
+    err = jobq_pool_create(&p, &o);
+    cr_assert_eq(setrlimit(RLIMIT_AS, &old), 0);
+    cr_assert_eq(err, JOBQ_ETHREAD, "create returned %d", err);
+    cr_expect_eq(p, (jobq_pool *)(uintptr_t)1, "ret_pool written on failure");
+    for (i = 0; i < HOOK_THREADS; i++) {
+        inits += atomic_load(&h.init[i]);
+        finis += atomic_load(&h.fini[i]);
+    }
+    cr_expect_gt(inits, 0, "no worker started, so the partial path was not taken");
+    cr_expect_lt(inits, HOOK_THREADS);
+    cr_expect_eq(finis, inits, "%u workers started, %u ran fini", inits, finis);
+    after = test_thread_count_settled(before);
+    if (before > 0)
+        cr_expect_eq(after, before, "%d threads before, %d after", before, after);
+}
+
 Test(pool, create_destroy_1000_times, .timeout = 60)
 {
     jobq_pool *p;
@@ -1340,6 +1478,7 @@ Test(pool, default_options, .timeout = 10)
     cr_expect_null(o.worker_fini);
     cr_expect_null(o.hook_arg);
     cr_expect_str_eq(o.name, "jobq");
+    cr_expect_eq(o.stack_size, 0);
     cr_assert_eq(jobq_pool_create(&p, NULL), 0);
     cr_expect_eq(jobq_pool_threads(p), jobq_cpu_count());
     jobq_pool_destroy(p);
