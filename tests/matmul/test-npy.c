@@ -403,15 +403,27 @@ Test(npy, cli_options_shape_the_run, .timeout = 120)
     cr_assert_eq(sscanf(strstr(out, "\"best_s\": "), "\"best_s\": %lf, \"median_s\": %lf",
                         &best, &median), 2, "%s", out);
     cr_assert(best <= median, "%s", out);
+    /* Not verified: no ratio to report. */
+    cr_assert(strstr(out, "\"verify\": \"skipped\", \"failures\": 0, \"max_ratio\": null}") !=
+                  NULL,
+              "%s", out);
     cr_assert(same_file(path_of("s9.npy"), path_of("s9b.npy")));
     (void)snprintf(args, sizeof(args), "-m 7 -k 5 -n 3 --seed 10 --save '%s'",
                    path_of("s10.npy"));
     cr_assert_eq(run_exe(args, err, sizeof(err)), 0, "%s", err);
     cr_assert(!same_file(path_of("s9.npy"), path_of("s10.npy")));
 
-    /* csv: a header and one row. */
+    /* csv: a header and one row; not verified, so the ratio field is empty. The table says
+     * only "skipped" then. */
     cr_assert_eq(run_exe_out("-n 4 -j 1 --format csv", out, sizeof(out), err, sizeof(err)), 0,
                  "%s", err);
     cr_assert(strncmp(out, CSV_HEAD, strlen(CSV_HEAD)) == 0, "%s", out);
     cr_assert(strstr(out, "\n4,4,4,1,") != NULL, "%s", out);
+    cr_assert(strstr(out, ",skipped,0,\n") != NULL, "%s", out);
+    cr_assert_eq(run_exe_out("-n 4 -j 1 --verify --format csv", out, sizeof(out), err,
+                             sizeof(err)),
+                 0, "%s", err);
+    cr_assert(strstr(out, ",ok,0,\n") == NULL && strstr(out, ",ok,0,") != NULL, "%s", out);
+    cr_assert_eq(run_exe_out("-n 4 -j 1", out, sizeof(out), err, sizeof(err)), 0, "%s", err);
+    cr_assert(strstr(out, "skipped\n") != NULL, "%s", out);
 }

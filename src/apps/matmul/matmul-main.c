@@ -317,23 +317,24 @@ print_header(enum fmt f)
 static void
 print_row(enum fmt f, const struct result *r, const char *kernel, int first)
 {
-    if (f == FMT_TABLE)
-        printf("%6zu %6zu %6zu %7u %11.6f %11.6f %9.2f %7.2fx  %s (%.3g)\n", r->m, r->k, r->n,
-               r->threads, r->best_s, r->median_s, r->gflops, r->speedup, r->verify,
-               r->max_ratio);
-    else if (f == FMT_CSV)
-        printf("%zu,%zu,%zu,%u,%s,%.9f,%.9f,%.3f,%.3f,%s,%zu,%.6g\n", r->m, r->k, r->n, r->threads,
-               kernel, r->best_s, r->median_s, r->gflops, r->speedup, r->verify, r->failures,
-               r->max_ratio);
-    else {
-        /* JSON has no inf or nan (a NaN in C, or a difference where the bound is 0, makes the
-         * ratio infinite): null stands for them. */
-        char ratio[32];
+    /* Without a verification there is no ratio to show: the table shows none, CSV an empty
+     * field and JSON null. JSON has no inf or nan either (a NaN in C, or a difference where the
+     * bound is 0, makes the ratio infinite): null stands for them too. */
+    int checked = strcmp(r->verify, "skipped") != 0;
+    char ratio[32] = "";
 
-        if (isfinite(r->max_ratio))
-            (void)snprintf(ratio, sizeof(ratio), "%.6g", r->max_ratio);
-        else
-            (void)snprintf(ratio, sizeof(ratio), "null");
+    if (checked && (f != FMT_JSON || isfinite(r->max_ratio)))
+        (void)snprintf(ratio, sizeof(ratio), f == FMT_TABLE ? " (%.3g)" : "%.6g", r->max_ratio);
+    else if (f == FMT_JSON)
+        (void)snprintf(ratio, sizeof(ratio), "null");
+    if (f == FMT_TABLE)
+        printf("%6zu %6zu %6zu %7u %11.6f %11.6f %9.2f %7.2fx  %s%s\n", r->m, r->k, r->n,
+               r->threads, r->best_s, r->median_s, r->gflops, r->speedup, r->verify, ratio);
+    else if (f == FMT_CSV)
+        printf("%zu,%zu,%zu,%u,%s,%.9f,%.9f,%.3f,%.3f,%s,%zu,%s\n", r->m, r->k, r->n, r->threads,
+               kernel, r->best_s, r->median_s, r->gflops, r->speedup, r->verify, r->failures,
+               ratio);
+    else {
         printf("%s\n  {\"m\": %zu, \"k\": %zu, \"n\": %zu, \"threads\": %u, \"kernel\": \"%s\", "
                "\"best_s\": %.9f, \"median_s\": %.9f, \"gflops\": %.3f, \"speedup\": %.3f, "
                "\"verify\": \"%s\", \"failures\": %zu, \"max_ratio\": %s}",
