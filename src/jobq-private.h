@@ -21,4 +21,10 @@ struct timespec jobq__deadline(uint64_t timeout_ns);
 /* Nanoseconds on CLOCK_MONOTONIC. */
 uint64_t jobq__now_ns(void);
 
+/* CPUs (rounded up) that the cgroup CPU quota allows: the smallest quota from the process's
+ * cgroup, as named in the file proc_cgroup (/proc/self/cgroup), up to the root of the cgroup
+ * file system mounted at sysfs_cgroup (/sys/fs/cgroup; v2, or v1's cpu controller in cpu/).
+ * 0 when there is no quota or it cannot be read. Parameters so that tests can use a fake tree. */
+unsigned jobq__cgroup_quota_cpus(const char *sysfs_cgroup, const char *proc_cgroup);
+
 #endif /* JOBQ_PRIVATE_H */
