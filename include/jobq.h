@@ -9,7 +9,9 @@
  *               ordered map, per-worker hooks and statistics.
  *
  * Conventions: every fallible function returns 0 or a negative JOBQ_E* code (negated errno
- * values); out-parameters are named ret_* and are written only on success; _destroy(NULL) is a
+ * values), except that the calls reporting a job's result (jobq_pool_wait, jobq_group_wait,
+ * jobq_pool_parallel_for, jobq_pool_map) or a worker_init failure (jobq_pool_create) pass on
+ * the value that the job, fn or hook returned, whatever it is; out-parameters are named ret_* and are written only on success; _destroy(NULL) is a
  * no-op. No function keeps hidden global state: two pools share nothing.
  */
 #ifndef JOBQ_H
@@ -62,7 +64,8 @@ JOBQ_API const char *jobq_err_name(int err);
 
 /*
  * Usable CPU count for this process: the smaller of the sched_getaffinity() mask and the cgroup
- * (v2 cpu.max / v1 cfs quota) limit, rounded up; falls back to sysconf(_SC_NPROCESSORS_ONLN).
+ * (v2 cpu.max / v1 cfs quota) limit, rounded up - the smallest quota from the process's own
+ * cgroup (/proc/self/cgroup) up to the root; falls back to sysconf(_SC_NPROCESSORS_ONLN).
  * Always >= 1. Thread-safe.
  */
 JOBQ_API unsigned jobq_cpu_count(void);
@@ -185,7 +188,8 @@ JOBQ_API int jobq_pool_try_submit(jobq_pool *pool, const jobq_job *job);
 /* As submit, but gives up with JOBQ_ETIMEDOUT after timeout_ns (workers run inline instead). */
 JOBQ_API int jobq_pool_timed_submit(jobq_pool *pool, const jobq_job *job, uint64_t timeout_ns);
 /*
- * Queue n jobs with one lock round-trip per free run of slots; blocks for space like submit.
+ * Queue n jobs with one CAS on the ring per free run of slots (up to 128 jobs); blocks for
+ * space like submit.
  * Returns 0 when all were queued; on error *ret_submitted (if not NULL) tells how many were.
  */
 JOBQ_API int jobq_pool_submit_batch(jobq_pool *pool, const jobq_job *jobs, size_t n,

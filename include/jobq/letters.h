@@ -153,9 +153,10 @@ typedef struct jobq_letters_result {
 /*
  * Count the bytes [begin, end) of an open file (end == UINT64_MAX: to EOF), reading with
  * pread() in blocks of block_size bytes (0 = 256 KiB), never the whole file. The range owns every
- * character whose first byte lies in it: it reads a few bytes before `begin` and after `end` to
- * finish a character (or a combining mark following an и / е) that straddles a boundary, so the
- * counts over any partition of the file sum to the whole-file count. enc must not be AUTO when
+ * character whose first byte lies in it: it reads up to 3 bytes after `end` (nothing before
+ * `begin`) to finish a character (or a combining mark following an и / е) that starts in the
+ * range and straddles its end, so the counts over any partition of the file sum to the
+ * whole-file count. enc must not be AUTO when
  * begin > 0 (detect once for the whole file first). The result's err is set on a read error or
  * when the file shrinks below `end` (JOBQ_EIO); counts read so far are kept. Ownership in
  * detail: a letter belongs to the range holding its first byte, and a decomposed й / ё to the

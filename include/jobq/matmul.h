@@ -5,13 +5,14 @@
  *   1. packs B once into zero-padded column panels (the packing itself spread over the pool;
  *      a small B - one k block, all copies within 8 MiB - is packed by every computing thread
  *      into its own copy instead, which costs less than reading the other cores' halves);
- *   2. splits the rows of C into blocks, one pool task per block; each task packs its own rows of
- *      A and runs a register-tiled micro-kernel (AVX-512, AVX2+FMA or portable vector code,
- *      picked at run time) over them;
+ *   2. splits the rows of C into blocks, one pool task per block (when B has several slices -
+ *      k over 512 or n over 1024 - one task per block and slice, handed out slice by slice);
+ *      each task packs its own rows of A and runs a register-tiled micro-kernel (AVX-512,
+ *      AVX2+FMA or portable vector code, picked at run time) over them;
  *   3. returns when every block is done.
  *
- * Determinism: every element of C is computed by one task, in a fixed order: k is cut into
- * blocks of a constant size, each block summed as one chain of multiply-adds in increasing k
+ * Determinism: every element of C is computed in a fixed order: k is cut into blocks of a
+ * constant size, each block summed (by one task) as one chain of multiply-adds in increasing k
  * order and added to C in block order. The result is therefore bit-identical for any pool size
  * and any block size (for a given kernel); different kernels may differ in the last bits (fused
  * or not, and their k blocks).

@@ -630,6 +630,34 @@ Test(letters_cli, help_and_version, .timeout = 30)
     cli_free(&c);
 }
 
+/* Output that cannot be written is a failure, for --help and --version too. */
+Test(letters_cli, unwritable_output_exits_2, .timeout = 30)
+{
+    char *dir, *file, cmd[2 * PATH_MAX + 64];
+    const char *opts[3];
+    size_t i;
+    int st;
+
+    if (access("/dev/full", W_OK) != 0)
+        cr_skip_test("no /dev/full");
+    dir = make_tmpdir();
+    file = xstrdupf("%s/t.txt", dir);
+    write_file(file, "Да", 4);
+    opts[0] = "--help";
+    opts[1] = "--version";
+    opts[2] = file; /* the report itself; the same file counts fine to a pipe */
+    for (i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        (void)snprintf(cmd, sizeof cmd, "'%s' -q '%s' >/dev/full 2>/dev/null", exe(), opts[i]);
+        st = system(cmd);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "%s: status %d", opts[i], st);
+        (void)snprintf(cmd, sizeof cmd, "'%s' -q '%s' >/dev/null", exe(), opts[i]);
+        st = system(cmd);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: status %d", opts[i], st);
+    }
+    free(file);
+    remove_tree(dir);
+}
+
 Test(letters_cli, usage_errors_exit_2, .timeout = 30)
 {
     static const char *const bad[][4] = {
@@ -937,6 +965,60 @@ Test(letters_cli, bad_inputs_are_named_and_the_rest_is_counted, .timeout = 120)
     remove_tree(dir);
 }
 
+/* A C1 control (U+009B is an 8-bit CSI) or a bidi override in a name would drive the terminal
+ * or reorder the line if printed raw: they are \uNNNN everywhere, and JSON decodes them back. */
+Test(letters_cli, c1_and_bidi_controls_in_paths_are_escaped, .timeout = 30)
+{
+    char *dir = make_tmpdir(), *name = xstrdupf("%s/a\xc2\x9b" "31mb\xe2\x80\xaeZ.txt", dir);
+    cli c;
+    jv root;
+
+    write_file(name, "Да", 4);
+    cli_run(&c, "--per-file", dir, NULL);
+    cr_assert_eq(c.status, 0, "%s", c.err);
+    cr_assert(strstr(c.out, "a\\u009b31mb\\u202eZ.txt") != NULL, "%s", c.out);
+    cr_assert(strstr(c.out, "\xc2\x9b") == NULL && strstr(c.out, "\xe2\x80\xae") == NULL,
+              "raw control in the table");
+    cli_free(&c);
+    cli_run(&c, "--per-file", "-f", "json", dir, NULL);
+    cr_assert(strstr(c.out, "a\\u009b31mb\\u202eZ.txt") != NULL, "%s", c.out);
+    json_parse(c.out, c.out_len, &root);
+    jv_free(&root);
+    cli_free(&c);
+    free(name);
+    remove_tree(dir);
+}
+
+/* sysfs files report 4096 bytes whatever they hold: what they hold is counted, with a note,
+ * not reported as a disk error. */
+Test(letters_cli, file_shorter_than_its_size_is_counted, .timeout = 30)
+{
+    const char *path = "/sys/devices/system/cpu/online";
+    struct stat st;
+    char buf[4096];
+    ssize_t n;
+    int fd;
+    cli c;
+    jv root;
+
+    fd = open(path, O_RDONLY);
+    if (fd < 0 || fstat(fd, &st) != 0 || (n = read(fd, buf, sizeof buf)) < 0 ||
+        (uint64_t)n >= (uint64_t)st.st_size) {
+        if (fd >= 0)
+            (void)close(fd);
+        cr_skip_test("%s is missing or not shorter than its size", path);
+    }
+    (void)close(fd);
+    cli_run(&c, "-f", "json", path, NULL);
+    cr_assert_eq(c.status, 0, "%s", c.err);
+    cr_assert(strstr(c.err, "ended after") != NULL, "%s", c.err);
+    json_parse(c.out, c.out_len, &root);
+    cr_assert_eq(jv_num(&root, "files"), 1);
+    cr_assert_eq(jv_num(&root, "bytes"), (double)n, "%s", c.out);
+    jv_free(&root);
+    cli_free(&c);
+}
+
 Test(letters_cli, nothing_readable_exits_2, .timeout = 30)
 {
     char *dir = make_tmpdir(), *missing = xstrdupf("%s/nope", dir);
@@ -952,6 +1034,50 @@ Test(letters_cli, nothing_readable_exits_2, .timeout = 30)
     jv_free(&root);
     cli_free(&c);
     free(missing);
+    remove_tree(dir);
+}
+
+/* A path named on the command line that is not counted - a FIFO, a binary file - is an input
+ * that failed, even with -q: inside a directory the same files are only notes. */
+Test(letters_cli, named_paths_that_are_not_read_fail_the_run, .timeout = 60)
+{
+    static const char *const modes[] = {"sequential", "pool", "thread-per-file", "queues",
+                                        "chunks"};
+    char *dir = make_tmpdir(), *fifo = xstrdupf("%s/fifo", dir), *bin = xstrdupf("%s/b.bin", dir);
+    char *good = xstrdupf("%s/good.txt", dir);
+    size_t i;
+    cli c;
+    jv root;
+
+    cr_assert_eq(mkfifo(fifo, 0644), 0);
+    write_file(bin, "Да\0", 5);
+    write_file(good, "Нет", 6);
+    for (i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        cli_run(&c, "-q", "--mode", modes[i], "-f", "json", fifo, bin, NULL);
+        cr_assert_eq(c.status, 2, "%s: nothing read -> exit 2, got %d\n%s", modes[i], c.status,
+                     c.err);
+        cr_assert(strstr(c.err, "fifo: a FIFO, not read") != NULL, "%s: %s", modes[i], c.err);
+        cr_assert(strstr(c.err, "b.bin: binary file") != NULL, "%s: %s", modes[i], c.err);
+        json_parse(c.out, c.out_len, &root);
+        cr_assert_eq(jv_num(&root, "files"), 0);
+        cr_assert(has_error_for(&root, fifo) && has_error_for(&root, bin), "%s", c.out);
+        jv_free(&root);
+        cli_free(&c);
+
+        cli_run(&c, "-q", "--mode", modes[i], fifo, good, NULL);
+        cr_assert_eq(c.status, 1, "%s: one of two failed -> exit 1, got %d\n%s", modes[i],
+                     c.status, c.err);
+        cli_free(&c);
+
+        /* The directory holding them: the FIFO and the binary file are notes. */
+        cli_run(&c, "--mode", modes[i], dir, NULL);
+        cr_assert_eq(c.status, 0, "%s: %d\n%s", modes[i], c.status, c.err);
+        cr_assert(strstr(c.err, "fifo: a FIFO, skipped") != NULL, "%s: %s", modes[i], c.err);
+        cli_free(&c);
+    }
+    free(good);
+    free(bin);
+    free(fifo);
     remove_tree(dir);
 }
 

@@ -66,6 +66,7 @@ typedef struct mpi_file {
     char *path;
     uint64_t dev, ino, size; /* size: the walk's stat, or lstat, or (split) fstat */
     int nofollow;
+    int operand; /* named on the command line: a skip is an error (as in engine.c) */
     /* split into ranges */
     int split;
     jobq_letters_encoding enc;
@@ -277,6 +278,7 @@ lt_mpi_scan_file(const lt_config *cfg, lt_file *f, jobq_pool *pool, uint64_t spl
     m->ino = f->ino;
     m->size = f->size;
     m->nofollow = f->nofollow;
+    m->operand = f->operand;
     /* The walk knew only the dirent type: the size is a hint for balancing and splitting
      * candidates; whoever counts the file re-checks everything. */
     if (m->size == 0 && m->dev == 0 && m->ino == 0 && lstat(m->path, &st) == 0 &&
@@ -796,6 +798,10 @@ merge_results(merge *mg, const unsigned char *data, size_t len)
             file_ok(mg, m, (jobq_letters_encoding)w.enc, w.bytes, &w.counts);
             break;
         case LT_SKIPPED:
+            if (m->operand) {
+                add_error(mg->rep, &mg->cap_errors, m->path, msg);
+                break;
+            }
             mg->rep->skipped++;
             note(mg->cfg, m->path, msg != NULL ? msg : "skipped");
             break;

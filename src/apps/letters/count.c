@@ -168,7 +168,7 @@ count_open_file(const lt_config *cfg, lt_file *f, int fd, jobq_pool *pool, uint6
     jobq_letters_result r;
     uint64_t size, end, chunk, nchunks;
     chunk_ctx cc;
-    int err;
+    int err, split = 0;
     struct stat st2;
 
     if (fstat(fd, &st) != 0) {
@@ -232,6 +232,7 @@ count_open_file(const lt_config *cfg, lt_file *f, int fd, jobq_pool *pool, uint6
     nchunks = chunk > 0 ? (size + chunk - 1) / chunk : 1;
     if (pool != NULL && enc != JOBQ_LETTERS_AUTO && size > split_above && nchunks > 1 &&
         nchunks <= SIZE_MAX) {
+        split = 1;
         memset(&cc, 0, sizeof cc);
         cc.fd = fd;
         cc.enc = enc;
@@ -257,8 +258,6 @@ count_open_file(const lt_config *cfg, lt_file *f, int fd, jobq_pool *pool, uint6
         free(head);
         if (progress != NULL)
             progress(progress_ctx, end == UINT64_MAX ? r.bytes : size);
-        if (end != UINT64_MAX)
-            r.bytes = size;
     }
     f->enc = r.enc;
     f->bytes = r.bytes;
@@ -267,10 +266,21 @@ count_open_file(const lt_config *cfg, lt_file *f, int fd, jobq_pool *pool, uint6
         set_result(f, LT_OK, NULL);
         return;
     }
-    if (err == JOBQ_EIO && fstat(fd, &st2) == 0 && (uint64_t)st2.st_size < size) {
+    if (err == JOBQ_EIO && fstat(fd, &st2) != 0)
+        st2.st_size = 0; /* treated as shrunk */
+    if (err == JOBQ_EIO && (uint64_t)st2.st_size < size) {
         set_result(f, LT_FAILED,
                    lt_strdupf("file shrank while it was being read (from %llu to %llu bytes)",
                               (unsigned long long)size, (unsigned long long)st2.st_size));
+        return;
+    }
+    /* EOF before the size that stat still reports: no disk file does that, but sysfs files
+     * report 4096 bytes whatever they hold. What the file gave is all there is to count
+     * (as cat would). Only the unsplit path can get here: such files are one page. */
+    if (err == JOBQ_EIO && !split) {
+        set_result(f, LT_OK,
+                   lt_strdupf("ended after %llu of the %llu bytes its size says; counted those",
+                              (unsigned long long)r.bytes, (unsigned long long)size));
         return;
     }
     fail_errno(f, "read error: ", -err);

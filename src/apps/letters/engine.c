@@ -286,6 +286,11 @@ handle_result(engine *eng, lt_file *f)
         }
         break;
     case LT_SKIPPED:
+        /* A file the user named is one they asked for: not counting it fails the run. */
+        if (f->operand) {
+            add_error(eng, f->path, f->msg);
+            break;
+        }
         rep->skipped++;
         note(eng, f->path, f->msg != NULL ? f->msg : "skipped");
         break;
@@ -635,9 +640,14 @@ on_stat_done(engine *eng, walk_entry *e, uv_fs_t *req)
         return;
     }
     if (!S_ISREG(m)) {
-        eng->rep->skipped++;
-        msg = lt_strdupf("%s, skipped (only regular files are read)", kind_name(m));
-        note(eng, e->path, msg != NULL ? msg : "skipped");
+        msg = lt_strdupf("%s, %s (only regular files are read)", kind_name(m),
+                         e->parent == NULL ? "not read" : "skipped");
+        if (e->parent == NULL) { /* named on the command line: an error, as above */
+            add_error(eng, e->path, msg);
+        } else {
+            eng->rep->skipped++;
+            note(eng, e->path, msg != NULL ? msg : "skipped");
+        }
         free(msg);
         return;
     }
@@ -666,6 +676,7 @@ add_ready(engine *eng, const walk_entry *e, const uv_stat_t *st)
     /* Inside a directory without --follow the entry is a regular file, not a link: refuse a
      * symlink swapped in before the open. Command-line paths and --follow follow links. */
     f->nofollow = e->parent != NULL && !eng->cfg->follow;
+    f->operand = e->parent == NULL;
     eng->files_found++;
     if (eng->ready_tail != NULL)
         eng->ready_tail->next = f;

@@ -66,7 +66,7 @@ typedef struct lt_config {
 /* Outcome of one file. */
 typedef enum lt_status {
     LT_OK = 0,  /* counted */
-    LT_SKIPPED, /* deliberately not counted (binary file): a note, not an error */
+    LT_SKIPPED, /* deliberately not counted (binary file): a note, or an error for an operand */
     LT_FAILED,  /* could not be counted: an error */
 } lt_status;
 
@@ -80,6 +80,7 @@ typedef struct lt_file {
     uint64_t dev, ino; /* from the walk's stat */
     uint64_t size;     /* from the walk's stat (a hint for progress; the worker re-checks) */
     int nofollow;      /* open with O_NOFOLLOW: the walk saw a regular file, not a link */
+    int operand;       /* named on the command line: not counting it is an error, not a note */
     /* result */
     lt_status status;
     char *msg; /* reason for LT_SKIPPED / LT_FAILED (malloc'd) */

@@ -16,10 +16,23 @@
 #define EXIT_SOME_FAILED 1
 #define EXIT_USAGE 2
 
+/* jobq-letters-mpi compiles this file too (rename-cli.h defines LT_HELP_MPI): its help names
+ * it and says what --mode means there; everything else is the same. */
+#ifdef LT_HELP_MPI
+#define LT_HELP_USAGE "Usage: mpirun [MPI OPTION]... jobq-letters-mpi [OPTION]... PATH...\n"
+#define LT_HELP_MPI_MODES                                                                       \
+    "                        Under MPI rank 0 walks the paths and every rank counts its\n"      \
+    "                          share with its own pool: chunks splits every file, any\n"        \
+    "                          other mode counts as pool.\n"
+#else
+#define LT_HELP_USAGE "Usage: " LT_PROG " [OPTION]... PATH...\n"
+#define LT_HELP_MPI_MODES ""
+#endif
+
 static void
 usage(FILE *out)
 {
-    fputs("Usage: " LT_PROG " [OPTION]... PATH...\n"
+    fputs(LT_HELP_USAGE
           "Count the 33 Russian letters (case-insensitive) in files and directory trees.\n"
           "\n"
           "  -m, --mode MODE       pool (default): a fixed jobq pool, one task per file, files\n"
@@ -31,7 +44,7 @@ usage(FILE *out)
           "                          results on a second one, stopped by one sentinel each;\n"
           "                        chunks: every file split across the pool (about 4 chunks per\n"
           "                          thread, at least 64 KiB each)\n"
-          "                        All modes print identical results.\n"
+          "                        All modes print identical results.\n" LT_HELP_MPI_MODES
           "  -j, --jobs N          worker threads (default: usable CPUs)\n"
           "  -e, --encoding ENC    auto (default: per file, UTF-8 if valid, else cp1251 or\n"
           "                          koi8-r by letter statistics), utf-8, cp1251, koi8-r\n"
@@ -66,9 +79,22 @@ usage(FILE *out)
           "UTF-8 and the original is recoverable.\n"
           "\n"
           "Exit status: 0 every input was read; 1 some inputs failed (each named on stderr\n"
-          "with the reason; the rest is counted and printed); 2 usage error, or nothing could\n"
-          "be read.\n",
+          "with the reason; the rest is counted and printed); 2 usage error, nothing could\n"
+          "be read, or the output could not be written. A PATH named on the command line\n"
+          "that is not read (not a regular file, binary without --binary) is an input that\n"
+          "failed; the same files found inside a directory are notes and leave the status.\n",
           out);
+}
+
+/* 0, or EXIT_USAGE with a message if stdout could not be written (a full disk, a closed pipe):
+ * a --help that did not reach its reader did not succeed. */
+static int
+flushed_stdout(void)
+{
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return 0;
+    fprintf(stderr, "%s: error writing the output: %s\n", LT_PROG, strerror(errno));
+    return EXIT_USAGE;
 }
 
 static int
@@ -237,10 +263,10 @@ parse_args(int argc, char **argv, lt_config *cfg)
             break;
         case 'h':
             usage(stdout);
-            return 0;
+            return flushed_stdout();
         case 'V':
             printf("%s (jobq) %s\n", LT_PROG, JOBQ_VERSION_STRING);
-            return 0;
+            return flushed_stdout();
         default:
             /* getopt_long has printed what was wrong. */
             fprintf(stderr, "Try '%s --help' for more information.\n", LT_PROG);
@@ -273,8 +299,7 @@ main(int argc, char **argv)
     if (err != 0)
         return EXIT_USAGE;
     lt_print_report(stdout, &cfg, &rep);
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "%s: error writing the output: %s\n", LT_PROG, strerror(errno));
+    if (flushed_stdout() != 0) {
         lt_report_free(&rep);
         return EXIT_USAGE;
     }

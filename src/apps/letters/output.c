@@ -3,11 +3,13 @@
  *
  * Paths on Linux are arbitrary bytes. Nothing is ever written raw:
  *   - for humans (stderr, the table) printable valid UTF-8 passes through; control characters
- *     become \n, \t, \r or \xNN; invalid UTF-8 bytes become \xNN; a backslash becomes \\;
+ *     become \n, \t, \r or \xNN, C1 controls and bidi controls \uNNNN; invalid UTF-8 bytes
+ *     become \xNN; a backslash becomes \\;
  *   - in JSON the string is valid UTF-8 whose *decoded* value uses the same scheme: an invalid
  *     byte 0xFF decodes to the four characters \xff (JSON text "\\xff"), a backslash in the path
  *     decodes to two backslashes (JSON text "\\\\"), so the mapping is reversible; control
- *     characters are JSON escapes (\n, \t, \u0001, ...) and decode to themselves.
+ *     characters, C1 and bidi controls are JSON escapes (\n, \t, \u0001, \u009b, \u202e ...)
+ *     and decode to themselves.
  * Letters are always listed а..я in JSON; --sort applies to the table and CSV.
  */
 #include <stdlib.h>
@@ -47,10 +49,27 @@ utf8_seq_len(const unsigned char *s)
     return n;
 }
 
+/* The code point of the valid n-byte sequence at s if it is one that can take over a terminal
+ * or reorder what it shows - a C1 control (U+0080..U+009F: U+009B is an 8-bit CSI) or a bidi
+ * embedding, override or isolate (U+202A..U+202E, U+2066..U+2069) - else 0. */
+static unsigned
+format_control(const unsigned char *s, size_t n)
+{
+    unsigned cp;
+
+    if (n == 2 && s[0] == 0xC2 && s[1] <= 0x9F)
+        return s[1];
+    if (n != 3 || s[0] != 0xE2)
+        return 0;
+    cp = 0x2000u | ((s[1] & 0x3Fu) << 6) | (s[2] & 0x3Fu);
+    return (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069) ? cp : 0;
+}
+
 static void
 put_escaped(FILE *out, const char *str, int json)
 {
     const unsigned char *s = (const unsigned char *)str;
+    unsigned cp;
     size_t n;
     const char *bs = json ? "\\\\" : "\\";
 
@@ -62,7 +81,11 @@ put_escaped(FILE *out, const char *str, int json)
             continue;
         }
         if (n > 1) {
-            fwrite(s, 1, n, out);
+            cp = format_control(s, n);
+            if (cp != 0)
+                fprintf(out, "\\u%04x", cp); /* decodes to itself in JSON too */
+            else
+                fwrite(s, 1, n, out);
             s += n;
             continue;
         }
