@@ -928,7 +928,7 @@ lt_mpi_run(const lt_config *cfg, lt_report *rep)
     h.mode = cfg->mode;
     h.keep_records = cfg->per_file || cfg->follow;
     /* -j applies to every rank; without it each rank uses its own usable CPUs. */
-    h.threads = cfg->threads == jobq_cpu_count() ? 0 : cfg->threads;
+    h.threads = cfg->threads_given ? cfg->threads : 0;
     h.chunk_size = cfg->chunk_size;
     send_header(&h);
 

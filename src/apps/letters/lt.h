@@ -48,6 +48,7 @@ typedef enum lt_sort { LT_SORT_ALPHA = 0, LT_SORT_COUNT } lt_sort;
 typedef struct lt_config {
     lt_mode mode;
     unsigned threads;
+    int threads_given; /* -j was on the command line (the MPI tool passes it to every rank) */
     jobq_letters_encoding encoding; /* AUTO: per file */
     jobq_letters_yo yo;
     int binary;   /* count files with NUL bytes in their head */

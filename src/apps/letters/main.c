@@ -203,6 +203,7 @@ parse_args(int argc, char **argv, lt_config *cfg)
             if (parse_u64(optarg, &v, 0) != 0 || v < 1 || v > 4096)
                 return bad_usage("-j wants a thread count from 1 to 4096, not '%s'", optarg);
             cfg->threads = (unsigned)v;
+            cfg->threads_given = 1;
             break;
         case 'e':
             if (jobq_letters_encoding_parse(optarg, &cfg->encoding) != 0 ||
