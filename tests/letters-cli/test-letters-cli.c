@@ -158,6 +158,17 @@ exe(void)
     return p;
 }
 
+#define HOOK_ENV "JOBQ_LETTERS_TEST_HOOK="
+
+static const char *
+hooked_exe(void)
+{
+    const char *p = getenv("JOBQ_LETTERS_HOOKED");
+
+    cr_assert(p != NULL, "JOBQ_LETTERS_HOOKED (jobq-letters with test hooks) is not set");
+    return p;
+}
+
 static void
 cli_spawn(cli *c, const char *const *args, const char *extra_env)
 {
@@ -172,7 +183,10 @@ cli_spawn(cli *c, const char *const *args, const char *extra_env)
     fo = mkstemp(c->out_path);
     fe = mkstemp(c->err_path);
     cr_assert(fo >= 0 && fe >= 0);
-    argv[n++] = (char *)exe();
+    /* Only the hooked copy of the tool has the test hook. */
+    argv[n++] = (char *)(extra_env != NULL && strncmp(extra_env, HOOK_ENV, strlen(HOOK_ENV)) == 0
+                             ? hooked_exe()
+                             : exe());
     for (i = 0; args[i] != NULL; i++) {
         cr_assert(n < 63);
         argv[n++] = (char *)args[i];
@@ -1237,7 +1251,7 @@ run_with_hook(const char *stage, int truncate_it, const char *want_msg)
     hook = xstrdupf("%s/hook", dir);
     ready = xstrdupf("%s.ready", hook);
     go = xstrdupf("%s.go", hook);
-    env = xstrdupf("JOBQ_LETTERS_TEST_HOOK=%s:%s", stage, hook);
+    env = xstrdupf(HOOK_ENV "%s:%s", stage, hook);
     buf = repeat(sample, strlen(sample), 512 * 1024, &n);
     write_file(target, buf, n);
     write_file(other, sample, strlen(sample));
@@ -1287,6 +1301,25 @@ Test(letters_cli, file_vanishing_before_open, .timeout = 60)
 Test(letters_cli, file_shrinking_while_read, .timeout = 60)
 {
     run_with_hook("read", 1, "shrank");
+}
+
+/* The installed tool has no test hook: the variable changes nothing. */
+Test(letters_cli, shipped_tool_ignores_the_test_hook, .timeout = 60)
+{
+    char *dir = make_tmpdir(), *file = xstrdupf("%s/t.txt", dir), *hook = xstrdupf("%s/h", dir);
+    char *ready = xstrdupf("%s.ready", hook), cmd[3 * PATH_MAX];
+    int st;
+
+    write_file(file, "Да", 4);
+    (void)snprintf(cmd, sizeof cmd, HOOK_ENV "'open:%s' '%s' -q '%s' >/dev/null", hook, exe(),
+                   file);
+    st = system(cmd);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+    cr_assert_neq(access(ready, F_OK), 0, "the shipped tool ran the test hook");
+    free(ready);
+    free(hook);
+    free(file);
+    remove_tree(dir);
 }
 
 Test(letters_cli, formats_yo_and_exclude, .timeout = 60)

@@ -80,10 +80,19 @@ fail_errno(lt_file *f, const char *what, int err)
 }
 
 /*
- * Test hook (undocumented, for tests/letters-cli only): with JOBQ_LETTERS_TEST_HOOK=stage:prefix,
- * a worker reaching `stage` ("open": before open, "read": after fstat) creates prefix.ready and
- * waits up to 20 s for prefix.go, so a test can delete or truncate the file at a known point.
+ * Test hook, compiled only into jobq-letters-hooked, a copy of the tool that tests/letters-cli
+ * runs and nobody installs (the installed tool reads no environment variables): with
+ * JOBQ_LETTERS_TEST_HOOK=stage:prefix, a worker reaching `stage` ("open": before open, "read":
+ * after fstat) creates prefix.ready and waits up to 20 s for prefix.go, so a test can delete or
+ * truncate the file at a known point.
  */
+#ifndef LT_TEST_HOOKS
+static void
+test_hook(const char *stage)
+{
+    (void)stage;
+}
+#else
 static void
 test_hook(const char *stage)
 {
@@ -107,6 +116,7 @@ test_hook(const char *stage)
     free(ready);
     free(go);
 }
+#endif
 
 static int
 count_chunks(void *arg, size_t begin, size_t end)
@@ -122,7 +132,10 @@ count_chunks(void *arg, size_t begin, size_t end)
     for (i = begin; i < end && err == 0; i++) {
         b = (uint64_t)i * c->chunk;
         e = c->size - b > c->chunk ? b + c->chunk : c->size;
-        err = jobq_letters_count_fd(c->fd, b, e, c->enc, c->yo, 0, &r);
+        /* A block no bigger than the chunk: small chunks need no 256 KiB buffer each. */
+        err = jobq_letters_count_fd(c->fd, b, e, c->enc, c->yo,
+                                    c->chunk < LT_BLOCK_SIZE ? (size_t)c->chunk : LT_BLOCK_SIZE,
+                                    &r);
         jobq_letters_add(&sum, &r.counts);
         if (c->progress != NULL)
             c->progress(c->progress_ctx, e - b);
