@@ -7,7 +7,8 @@
  * random bytes (lots of D0/D1/CC, continuation bytes, letters and ё bytes of every encoding)
  * through every kernel, random feed splits, and random partitions of a temp file into ranges.
  * The corpus tests check ../shared/corpus/expected.json (produced by an independent Python
- * counter) for every text, as UTF-8 and converted to cp1251 and koi8-r at test time.
+ * counter) for every text, as UTF-8 and converted to cp1251 and koi8-r (as written and in
+ * capitals) at test time. The detection tests at the end use generated inputs only.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -465,7 +466,8 @@ Test(letters, boms_and_detection)
     for (i = 0; i < sizeof(u16); i++)
         if (jobq_letters_feed(&st, u16 + i, 1) != 0)
             break;
-    cr_assert_eq(i, 1, "UTF-16 is refused once its BOM is complete");
+    /* FF FE 30 is still "яю0" in cp1251; the 04 of the first code unit makes it UTF-16. */
+    cr_assert_eq(i, 3, "UTF-16 is refused once the code unit after its BOM confirms it");
     cr_assert_eq(jobq_letters_finish(&st, JOBQ_LETTERS_YO_SEPARATE, &c), JOBQ_LETTERS_UTF16LE);
     cr_assert_eq(jobq_letters_total(&c), 0);
     jobq_letters_init(&st, JOBQ_LETTERS_AUTO);
@@ -572,6 +574,30 @@ convert(const char *src, size_t len, jobq_letters_encoding enc, size_t *ret_len,
     return (uint8_t *)out;
 }
 
+/* s[0, len) (UTF-8, NUL-terminated) in capitals, by towupper() under C.UTF-8; malloc'd. */
+static char *
+upper_utf8(const char *s, size_t len, size_t *ret_len)
+{
+    wchar_t *w;
+    char *out;
+    size_t n, i, cap;
+
+    cr_assert_not_null(setlocale(LC_CTYPE, "C.UTF-8"));
+    w = malloc((len + 1) * sizeof(*w));
+    cr_assert_not_null(w);
+    n = mbstowcs(w, s, len + 1);
+    cr_assert(n != (size_t)-1, "not UTF-8");
+    for (i = 0; i < n; i++)
+        w[i] = (wchar_t)towupper((wint_t)w[i]);
+    cap = n * MB_CUR_MAX + 1;
+    out = malloc(cap);
+    cr_assert_not_null(out);
+    *ret_len = wcstombs(out, w, cap);
+    cr_assert(*ret_len != (size_t)-1);
+    free(w);
+    return out;
+}
+
 static void
 count_mem_file(const uint8_t *p, size_t n, jobq_letters_encoding enc, jobq_letters_result *r)
 {
@@ -585,8 +611,8 @@ count_mem_file(const uint8_t *p, size_t n, jobq_letters_encoding enc, jobq_lette
 
 Test(letters, corpus_matches_expected_json, .timeout = 300)
 {
-    char path[4096], *json, *p, *name_end, *text, *dir;
-    size_t jlen, tlen, clen, subst;
+    char path[4096], *json, *p, *name_end, *text, *dir, *caps;
+    size_t jlen, tlen, clen, subst, caps_len;
     jobq_letters_counts want, total, dir_want;
     jobq_letters_result r;
     uint8_t *conv;
@@ -626,6 +652,9 @@ Test(letters, corpus_matches_expected_json, .timeout = 300)
         count_mem_file((const uint8_t *)text, tlen, JOBQ_LETTERS_UTF8, &r);
         assert_counts_eq(&r.counts, &want, path);
         jobq_letters_add(&total, &r.counts);
+        /* In capitals too (the counts are case-folded): cp1251's capitals are koi8-r's small
+         * letters and the other way round, so case alone cannot tell the two apart. */
+        caps = upper_utf8(text, tlen, &caps_len);
         for (e = 1; e < 3; e++) {
             conv = convert(text, tlen, encs[e], &clen, &subst);
             lossless[e] += subst == 0;
@@ -636,7 +665,14 @@ Test(letters, corpus_matches_expected_json, .timeout = 300)
             count_mem_file(conv, clen, encs[e], &r);
             assert_counts_eq(&r.counts, &want, path);
             free(conv);
+            conv = convert(caps, caps_len, encs[e], &clen, &subst);
+            count_mem_file(conv, clen, JOBQ_LETTERS_AUTO, &r);
+            cr_assert_eq(r.enc, encs[e], "%s in capitals as %s: detected %s", path,
+                         iconv_name(encs[e]), jobq_letters_encoding_name(r.enc));
+            assert_counts_eq(&r.counts, &want, path);
+            free(conv);
         }
+        free(caps);
         free(text);
         files++;
     }
@@ -646,4 +682,210 @@ Test(letters, corpus_matches_expected_json, .timeout = 300)
     cr_log_info("corpus: %u files; lossless conversions: cp1251 %u, koi8-r %u (others had only "
                 "non-letters replaced)", files, lossless[1], lossless[2]);
     free(json);
+}
+
+/* ---- detection ------------------------------------------------------------------------- */
+
+/* Ordinary Russian prose (written for this test), for generated inputs. */
+static const char prose[] =
+    "Утром мы вышли из дома рано, пока на улице было тихо и пусто. Дорога шла через лес к "
+    "реке, где у старого моста нас уже ждали друзья. Мы долго сидели на берегу, говорили о "
+    "работе, о детях и о том, как быстро прошло лето. Потом пошёл дождь, и все побежали к "
+    "машине.\n";
+
+/* s (UTF-8) in cp1251 / koi8-r must be detected as such by jobq_letters_detect() and by the
+ * stream (a whole file, AUTO), and counted as the reference counts it. */
+static void
+assert_detected(const char *s, jobq_letters_encoding enc, const char *what)
+{
+    jobq_letters_counts ref;
+    jobq_letters_result r;
+    uint8_t *conv;
+    size_t clen, subst;
+
+    conv = convert(s, strlen(s), enc, &clen, &subst);
+    cr_assert_eq(subst, 0);
+    cr_assert_eq(jobq_letters_detect(conv, clen), enc, "%s as %s: detect() says %s", what,
+                 iconv_name(enc), jobq_letters_encoding_name(jobq_letters_detect(conv, clen)));
+    count_mem_file(conv, clen, JOBQ_LETTERS_AUTO, &r);
+    cr_assert_eq(r.enc, enc, "%s as %s: the stream says %s", what, iconv_name(enc),
+                 jobq_letters_encoding_name(r.enc));
+    ref_count(enc, conv, clen, &ref);
+    assert_counts_eq(&r.counts, &ref, what);
+    free(conv);
+}
+
+/* cp1251 capitals are koi8-r small letters and back: text in capitals used to be taken for the
+ * other encoding, and every count was wrong. Mixed case must stay right. */
+Test(letters, capitals_detected_in_both_encodings)
+{
+    char *caps, *mix;
+    size_t caps_len, i, k, words;
+    unsigned e;
+
+    caps = upper_utf8(prose, strlen(prose), &caps_len);
+    cr_assert_eq(caps_len, strlen(prose), "Russian capitals take as many bytes as small letters");
+    /* Three words in four in capitals: every fourth one back in small letters. */
+    mix = strdup(caps);
+    cr_assert_not_null(mix);
+    for (i = 0, words = 0; prose[i] != '\0'; i += k, words++) {
+        k = strcspn(prose + i, " ");
+        if (words % 4 == 3)
+            memcpy(mix + i, prose + i, k);
+        k += strspn(prose + i + k, " ");
+    }
+    for (e = 1; e < 3; e++) {
+        assert_detected(prose, encs[e], "prose");
+        assert_detected(caps, encs[e], "prose in capitals");
+        assert_detected(mix, encs[e], "prose, 3 words in 4 in capitals");
+        assert_detected("ПРИВЕТ", encs[e], "ПРИВЕТ");
+        assert_detected("Привет", encs[e], "Привет");
+        assert_detected("ГЛАВА ПЕРВАЯ", encs[e], "ГЛАВА ПЕРВАЯ");
+    }
+    free(mix);
+    free(caps);
+}
+
+/* A UTF-8 file with a little Russian and one stray Latin-1 byte: one break of UTF-8's rules
+ * against nine valid letters is UTF-8 with a bad byte, not single-byte text (the rule used to
+ * want 32 bytes >= 0xC0 per break, and this file has 10). */
+Test(letters, utf8_with_a_stray_byte_stays_utf8)
+{
+    char buf[512];
+    jobq_letters_result r;
+    jobq_letters_counts ref;
+    size_t n;
+    unsigned i;
+
+    n = 0;
+    for (i = 0; i < 20; i++)
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "Hello world. ");
+    n += (size_t)snprintf(buf + n, sizeof(buf) - n, "Привет, мир! Caf\xe9\n");
+    cr_assert_eq(jobq_letters_detect(buf, n), JOBQ_LETTERS_UTF8);
+    count_mem_file((const uint8_t *)buf, n, JOBQ_LETTERS_AUTO, &r);
+    cr_assert_eq(r.enc, JOBQ_LETTERS_UTF8, "detected %s", jobq_letters_encoding_name(r.enc));
+    ref_count(JOBQ_LETTERS_UTF8, (const uint8_t *)buf, n, &ref);
+    assert_counts_eq(&r.counts, &ref, "UTF-8 with a stray byte");
+    cr_assert_eq(jobq_letters_total(&r.counts), 9);
+}
+
+/* A sequence cut by the end of the input is an error there, and a byte that starts no UTF-8
+ * sequence is one wherever a sample ends: "Total: 5 я" in cp1251 used to be UTF-8 with no
+ * letters. jobq_letters_detect() cannot know that its sample is the whole input, so a byte
+ * that could still start a sequence (E0) counts only in the stream. */
+Test(letters, a_high_byte_at_the_end_is_a_letter)
+{
+    static const char total_a[] = "Total: 5 \xe0";
+    jobq_letters_result r;
+    jobq_letters_state st;
+    jobq_letters_counts c;
+    size_t i;
+    int fd;
+
+    cr_assert_eq(jobq_letters_detect("Total: 5 \xff", 10), JOBQ_LETTERS_CP1251);
+    count_mem_file((const uint8_t *)"Total: 5 \xff", 10, JOBQ_LETTERS_AUTO, &r);
+    cr_assert_eq(r.enc, JOBQ_LETTERS_CP1251, "detected %s", jobq_letters_encoding_name(r.enc));
+    cr_assert_eq(r.counts.n[32], 1, "я");
+    cr_assert_eq(jobq_letters_total(&r.counts), 1);
+    cr_assert_eq(jobq_letters_detect(total_a, 10), JOBQ_LETTERS_UTF8, "may be cut");
+    count_mem_file((const uint8_t *)total_a, 10, JOBQ_LETTERS_AUTO, &r);
+    cr_assert_eq(r.enc, JOBQ_LETTERS_CP1251, "detected %s", jobq_letters_encoding_name(r.enc));
+    cr_assert_eq(r.counts.n[0], 1, "а");
+    jobq_letters_init(&st, JOBQ_LETTERS_AUTO);
+    for (i = 0; i < 10; i++)
+        cr_assert_eq(jobq_letters_feed(&st, total_a + i, 1), 0);
+    cr_assert_eq(jobq_letters_finish(&st, JOBQ_LETTERS_YO_SEPARATE, &c), JOBQ_LETTERS_CP1251);
+    cr_assert_eq(jobq_letters_total(&c), 1);
+    /* A range that ends inside the file ends at a cut: the letter it starts is still UTF-8 and
+     * its own, as in the whole file. */
+    fd = temp_file((const uint8_t *)"x\xd0\xbf", 3);
+    cr_assert_eq(jobq_letters_count_fd(fd, 0, 2, JOBQ_LETTERS_AUTO, JOBQ_LETTERS_YO_SEPARATE, 0,
+                                       &r), 0);
+    cr_assert_eq(r.enc, JOBQ_LETTERS_UTF8, "detected %s", jobq_letters_encoding_name(r.enc));
+    cr_assert_eq(r.counts.n[16], 1, "п");
+    cr_assert_eq(jobq_letters_count_fd(fd, 0, UINT64_MAX, JOBQ_LETTERS_AUTO,
+                                       JOBQ_LETTERS_YO_SEPARATE, 0, &r), 0);
+    cr_assert_eq(r.enc, JOBQ_LETTERS_UTF8);
+    cr_assert_eq(r.counts.n[16], 1, "п");
+    close(fd);
+}
+
+/* FF FE is "яю" in cp1251 and FE FF "ЧЪ" in koi8-r: such text used to be refused as UTF-16.
+ * The mark means UTF-16 only when the code unit after it looks like UTF-16, or nothing
+ * follows it. */
+Test(letters, bom_bytes_that_begin_cp1251_or_koi8r_text)
+{
+    static const uint8_t le_ascii[] = {0xFF, 0xFE, 'H', 0, 'i', 0};
+    static const uint8_t be_cyrillic[] = {0xFE, 0xFF, 0x04, 0x1F, 0x04, 0x40};
+    static const uint8_t le_dash[] = {0xFF, 0xFE, 0x14, 0x20, ' ', 0};
+    jobq_letters_state st;
+    jobq_letters_counts c;
+    jobq_letters_result r;
+    uint8_t *conv;
+    size_t clen, subst, i;
+    int fd;
+
+    assert_detected("яюшка и кошка, сказала она", JOBQ_LETTERS_CP1251, "яюшка");
+    assert_detected("ЧЪ, ЧЪ, сказала она и ушла домой", JOBQ_LETTERS_KOI8R, "ЧЪ");
+    /* Byte by byte: the stream must not decide on the mark alone. */
+    conv = convert("яюшка и кошка", strlen("яюшка и кошка"), JOBQ_LETTERS_CP1251, &clen, &subst);
+    jobq_letters_init(&st, JOBQ_LETTERS_AUTO);
+    for (i = 0; i < clen; i++)
+        cr_assert_eq(jobq_letters_feed(&st, conv + i, 1), 0, "byte %zu", i);
+    cr_assert_eq(jobq_letters_finish(&st, JOBQ_LETTERS_YO_SEPARATE, &c), JOBQ_LETTERS_CP1251);
+    cr_assert_eq(jobq_letters_total(&c), 11);
+    free(conv);
+    cr_assert_eq(jobq_letters_detect("\xff\xfe\x41", 3), JOBQ_LETTERS_CP1251, "яюA");
+    /* UTF-16 itself, starting with ASCII, Cyrillic or a dash, and a mark with nothing after. */
+    cr_assert_eq(jobq_letters_detect(le_ascii, sizeof(le_ascii)), JOBQ_LETTERS_UTF16LE);
+    cr_assert_eq(jobq_letters_detect(be_cyrillic, sizeof(be_cyrillic)), JOBQ_LETTERS_UTF16BE);
+    cr_assert_eq(jobq_letters_detect(le_dash, sizeof(le_dash)), JOBQ_LETTERS_UTF16LE);
+    cr_assert_eq(jobq_letters_detect("\xfe\xff", 2), JOBQ_LETTERS_UTF16BE);
+    jobq_letters_init(&st, JOBQ_LETTERS_AUTO);
+    cr_assert_eq(jobq_letters_feed(&st, "\xfe\xff", 2), 0);
+    cr_assert_eq(jobq_letters_finish(&st, JOBQ_LETTERS_YO_SEPARATE, &c), JOBQ_LETTERS_UTF16BE);
+    cr_assert_eq(jobq_letters_total(&c), 0);
+    fd = temp_file(be_cyrillic, sizeof(be_cyrillic));
+    cr_assert_eq(jobq_letters_count_fd(fd, 0, UINT64_MAX, JOBQ_LETTERS_AUTO,
+                                       JOBQ_LETTERS_YO_SEPARATE, 0, &r), JOBQ_EINVAL);
+    cr_assert_eq(r.enc, JOBQ_LETTERS_UTF16BE);
+    /* A range [0, 2) decides on the code unit past its end. */
+    cr_assert_eq(jobq_letters_count_fd(fd, 0, 2, JOBQ_LETTERS_AUTO, JOBQ_LETTERS_YO_SEPARATE, 0,
+                                       &r), JOBQ_EINVAL);
+    cr_assert_eq(r.enc, JOBQ_LETTERS_UTF16BE);
+    close(fd);
+    conv = convert("яюшка", strlen("яюшка"), JOBQ_LETTERS_CP1251, &clen, &subst);
+    fd = temp_file(conv, clen);
+    cr_assert_eq(jobq_letters_count_fd(fd, 0, 2, JOBQ_LETTERS_AUTO, JOBQ_LETTERS_YO_SEPARATE, 0,
+                                       &r), 0);
+    cr_assert_eq(r.enc, JOBQ_LETTERS_CP1251, "detected %s", jobq_letters_encoding_name(r.enc));
+    cr_assert_eq(jobq_letters_total(&r.counts), 2);
+    close(fd);
+    free(conv);
+}
+
+/* jobq_letters_detect() decides as the stream does on an input it holds whole: shorter than
+ * the window, and ending in ASCII, so that nothing is cut (the stream's utf8_letters comes from
+ * its UTF-8 counts, the sample's from the kernels). */
+Test(letters, detect_agrees_with_the_stream, .timeout = 120)
+{
+    uint64_t seed = 4242;
+    uint8_t buf[6000];
+    jobq_letters_state st;
+    jobq_letters_counts c;
+    jobq_letters_encoding want;
+    size_t len;
+    unsigned iter;
+
+    for (iter = 0; iter < 3000; iter++) {
+        len = (size_t)(rnd(&seed) % (iter < 2000 ? 40 : sizeof(buf) - 3));
+        fill_random(buf, len, &seed);
+        memcpy(buf + len, "\n\n\n", 3);
+        len += 3;
+        jobq_letters_init(&st, JOBQ_LETTERS_AUTO);
+        (void)jobq_letters_feed(&st, buf, len); /* JOBQ_EINVAL for UTF-16 */
+        want = jobq_letters_finish(&st, JOBQ_LETTERS_YO_SEPARATE, &c);
+        cr_assert_eq(jobq_letters_detect(buf, len), want, "iter %u len %zu: stream says %s",
+                     iter, len, jobq_letters_encoding_name(want));
+    }
 }

@@ -174,10 +174,10 @@ nonzero_bytes(__m256i v)
 void
 jobq__letters_det_avx2(const uint8_t *p, size_t n, const uint8_t prev[3], jobq__letters_det *d)
 {
-    __m256i t1, t2, t3, c1, c2, c0f, c3, c12, ce0, cc0, sat2, sat3, cur, prv, p1, p2, p3, sc,
-        must, cls;
+    __m256i t1, t2, t3, c0f, ce0, cc0, sat2, sat3, cd0, cd1, cm112, cm64, c81, c91, cur, prv, p1,
+        p2, p3, sc, must, d0, d1, a, b, let, yo;
     uint8_t last[32], tail[3];
-    uint64_t err, s0, s1, l0, l1;
+    uint64_t err, u8, l0, l1;
     size_t i;
 
     if (n < 32) {
@@ -187,36 +187,47 @@ jobq__letters_det_avx2(const uint8_t *p, size_t n, const uint8_t prev[3], jobq__
     t1 = tbl16(jobq__det_prev_hi);
     t2 = tbl16(jobq__det_prev_lo);
     t3 = tbl16(jobq__det_cur_hi);
-    c1 = tbl16(jobq__det_cls_hi);
-    c2 = tbl16(jobq__det_cls_lo);
     c0f = _mm256_set1_epi8(0x0F);
-    c3 = _mm256_set1_epi8(3);
-    c12 = _mm256_set1_epi8(12);
     ce0 = _mm256_set1_epi8((char)0xE0);
     cc0 = _mm256_set1_epi8((char)0xC0);
     sat2 = _mm256_set1_epi8((char)(0xE0 - 0x80));
     sat3 = _mm256_set1_epi8((char)(0xF0 - 0x80));
+    cd0 = _mm256_set1_epi8((char)0xD0);
+    cd1 = _mm256_set1_epi8((char)0xD1);
+    cm112 = _mm256_set1_epi8(-112);
+    cm64 = _mm256_set1_epi8(-64);
+    c81 = _mm256_set1_epi8((char)0x81);
+    c91 = _mm256_set1_epi8((char)0x91);
     memset(last, 0, sizeof(last));
     memcpy(last + 29, prev, 3);
     prv = _mm256_loadu_si256((const __m256i *)(const void *)last);
-    err = s0 = s1 = l0 = l1 = 0;
+    err = u8 = l0 = l1 = 0;
     for (i = 0; i + 32 <= n; i += 32) {
         cur = _mm256_loadu_si256((const __m256i *)(const void *)(p + i));
         p1 = PREV_K(cur, prv, 1);
         p2 = PREV_K(cur, prv, 2);
         p3 = PREV_K(cur, prv, 3);
         sc = _mm256_and_si256(
-            _mm256_and_si256(_mm256_shuffle_epi8(t1, _mm256_and_si256(_mm256_srli_epi16(p1, 4), c0f)),
-                             _mm256_shuffle_epi8(t2, _mm256_and_si256(p1, c0f))),
+            _mm256_and_si256(
+                _mm256_shuffle_epi8(t1, _mm256_and_si256(_mm256_srli_epi16(p1, 4), c0f)),
+                _mm256_shuffle_epi8(t2, _mm256_and_si256(p1, c0f))),
             _mm256_shuffle_epi8(t3, _mm256_and_si256(_mm256_srli_epi16(cur, 4), c0f)));
         /* saturating p2 - 0x60 has bit 7 set exactly when p2 >= 0xE0 (p3 - 0x70: p3 >= 0xF0) */
-        must = _mm256_and_si256(_mm256_or_si256(_mm256_subs_epu8(p2, sat2), _mm256_subs_epu8(p3, sat3)),
-                                _mm256_set1_epi8((char)0x80));
+        must = _mm256_and_si256(
+            _mm256_or_si256(_mm256_subs_epu8(p2, sat2), _mm256_subs_epu8(p3, sat3)),
+            _mm256_set1_epi8((char)0x80));
         err += nonzero_bytes(_mm256_xor_si256(sc, must));
-        cls = _mm256_and_si256(_mm256_shuffle_epi8(c1, _mm256_and_si256(_mm256_srli_epi16(cur, 4), c0f)),
-                               _mm256_shuffle_epi8(c2, _mm256_and_si256(cur, c0f)));
-        s0 += nonzero_bytes(_mm256_and_si256(cls, c3));
-        s1 += nonzero_bytes(_mm256_and_si256(cls, c12));
+        /* The UTF-8 kernel's letter test with p1 as the lead: a = cur in 80..8F, b = 80..BF. */
+        d0 = _mm256_cmpeq_epi8(p1, cd0);
+        d1 = _mm256_cmpeq_epi8(p1, cd1);
+        a = _mm256_cmpgt_epi8(cm112, cur);
+        b = _mm256_cmpgt_epi8(cm64, cur);
+        let = _mm256_or_si256(_mm256_and_si256(d0, _mm256_andnot_si256(a, b)),
+                              _mm256_and_si256(d1, a));
+        yo = _mm256_or_si256(_mm256_and_si256(d0, _mm256_cmpeq_epi8(cur, c81)),
+                             _mm256_and_si256(d1, _mm256_cmpeq_epi8(cur, c91)));
+        u8 += (unsigned)__builtin_popcount(
+            (unsigned)_mm256_movemask_epi8(_mm256_or_si256(let, yo)));
         l0 += (unsigned)__builtin_popcount(
             (unsigned)_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(cur, ce0), cur)));
         l1 += (unsigned)__builtin_popcount((unsigned)_mm256_movemask_epi8(
@@ -224,8 +235,7 @@ jobq__letters_det_avx2(const uint8_t *p, size_t n, const uint8_t prev[3], jobq__
         prv = cur;
     }
     d->errors += err;
-    d->score[0] += s0;
-    d->score[1] += s1;
+    d->utf8_letters += u8;
     d->lower[0] += l0;
     d->lower[1] += l1;
     if (i < n) {

@@ -190,9 +190,10 @@ jobq__letters_det_avx512(const uint8_t *p, size_t n, const uint8_t prev[3], jobq
 {
     uint8_t first[67], tail[3];
     const uint8_t *q;
-    __m512i t1, t2, t3, c1, c2, c0f, c3, c12, ce0, cc0, sat2, sat3, c80, cur, p1, p2, p3, hi,
-        sc, must, cls;
-    uint64_t err = 0, s0 = 0, s1 = 0, l0 = 0, l1 = 0;
+    __m512i t1, t2, t3, c0f, ce0, cc0, sat2, sat3, c80, cd0, cd1, cm112, cm64, c81, c91, cur, p1,
+        p2, p3, hi, sc, must;
+    __mmask64 k0, k1, ka, kb, let, yo;
+    uint64_t err = 0, u8 = 0, l0 = 0, l1 = 0;
     size_t i;
 
     if (n < 64) {
@@ -202,16 +203,18 @@ jobq__letters_det_avx512(const uint8_t *p, size_t n, const uint8_t prev[3], jobq
     t1 = tbl16(jobq__det_prev_hi);
     t2 = tbl16(jobq__det_prev_lo);
     t3 = tbl16(jobq__det_cur_hi);
-    c1 = tbl16(jobq__det_cls_hi);
-    c2 = tbl16(jobq__det_cls_lo);
     c0f = _mm512_set1_epi8(0x0F);
-    c3 = _mm512_set1_epi8(3);
-    c12 = _mm512_set1_epi8(12);
     ce0 = _mm512_set1_epi8((char)0xE0);
     cc0 = _mm512_set1_epi8((char)0xC0);
     c80 = _mm512_set1_epi8((char)0x80);
     sat2 = _mm512_set1_epi8((char)(0xE0 - 0x80));
     sat3 = _mm512_set1_epi8((char)(0xF0 - 0x80));
+    cd0 = _mm512_set1_epi8((char)0xD0);
+    cd1 = _mm512_set1_epi8((char)0xD1);
+    cm112 = _mm512_set1_epi8(-112);
+    cm64 = _mm512_set1_epi8(-64);
+    c81 = _mm512_set1_epi8((char)0x81);
+    c91 = _mm512_set1_epi8((char)0x91);
     memcpy(first, prev, 3);
     memcpy(first + 3, p, 64);
     for (i = 0; i + 64 <= n; i += 64) {
@@ -223,23 +226,28 @@ jobq__letters_det_avx512(const uint8_t *p, size_t n, const uint8_t prev[3], jobq
         p3 = _mm512_loadu_si512((const void *)q);
         hi = _mm512_and_si512(_mm512_srli_epi16(cur, 4), c0f);
         sc = _mm512_and_si512(
-            _mm512_and_si512(_mm512_shuffle_epi8(t1, _mm512_and_si512(_mm512_srli_epi16(p1, 4), c0f)),
-                             _mm512_shuffle_epi8(t2, _mm512_and_si512(p1, c0f))),
+            _mm512_and_si512(
+                _mm512_shuffle_epi8(t1, _mm512_and_si512(_mm512_srli_epi16(p1, 4), c0f)),
+                _mm512_shuffle_epi8(t2, _mm512_and_si512(p1, c0f))),
             _mm512_shuffle_epi8(t3, hi));
-        must = _mm512_and_si512(_mm512_or_si512(_mm512_subs_epu8(p2, sat2), _mm512_subs_epu8(p3, sat3)),
-                                c80);
+        must = _mm512_and_si512(
+            _mm512_or_si512(_mm512_subs_epu8(p2, sat2), _mm512_subs_epu8(p3, sat3)), c80);
         err += (uint64_t)__builtin_popcountll(
             _mm512_test_epi8_mask(_mm512_xor_si512(sc, must), _mm512_xor_si512(sc, must)));
-        cls = _mm512_and_si512(_mm512_shuffle_epi8(c1, hi), _mm512_shuffle_epi8(c2, _mm512_and_si512(cur, c0f)));
-        s0 += (uint64_t)__builtin_popcountll(_mm512_test_epi8_mask(cls, c3));
-        s1 += (uint64_t)__builtin_popcountll(_mm512_test_epi8_mask(cls, c12));
+        /* The AVX2 letter test on masks: ka = cur in 80..8F, kb = 80..BF (as signed bytes). */
+        k0 = _mm512_cmpeq_epi8_mask(p1, cd0);
+        k1 = _mm512_cmpeq_epi8_mask(p1, cd1);
+        ka = _mm512_cmplt_epi8_mask(cur, cm112);
+        kb = _mm512_cmplt_epi8_mask(cur, cm64);
+        let = (k0 & ~ka & kb) | (k1 & ka);
+        yo = (k0 & _mm512_cmpeq_epi8_mask(cur, c81)) | (k1 & _mm512_cmpeq_epi8_mask(cur, c91));
+        u8 += (uint64_t)__builtin_popcountll(let | yo);
         l0 += (uint64_t)__builtin_popcountll(_mm512_cmpge_epu8_mask(cur, ce0));
         l1 += (uint64_t)__builtin_popcountll(
             _mm512_cmpeq_epi8_mask(_mm512_and_si512(cur, ce0), cc0));
     }
     d->errors += err;
-    d->score[0] += s0;
-    d->score[1] += s1;
+    d->utf8_letters += u8;
     d->lower[0] += l0;
     d->lower[1] += l1;
     if (i < n) {

@@ -94,7 +94,7 @@ jobq__letters_utf8_scalar(const uint8_t *p, size_t n, jobq__letters_raw *raw)
 void
 jobq__letters_det_scalar(const uint8_t *p, size_t n, const uint8_t prev[3], jobq__letters_det *d)
 {
-    unsigned p1, p2, p3, b, sc, must, cls;
+    unsigned p1, p2, p3, b, sc, must;
     size_t i;
 
     p3 = prev[0];
@@ -105,9 +105,7 @@ jobq__letters_det_scalar(const uint8_t *p, size_t n, const uint8_t prev[3], jobq
         sc = jobq__det_prev_hi[p1 >> 4] & jobq__det_prev_lo[p1 & 15] & jobq__det_cur_hi[b >> 4];
         must = p2 >= 0xE0 || p3 >= 0xF0 ? 0x80u : 0u;
         d->errors += (sc ^ must) != 0;
-        cls = jobq__det_cls_hi[b >> 4] & jobq__det_cls_lo[b & 15];
-        d->score[0] += (cls & 3) != 0;
-        d->score[1] += (cls & 12) != 0;
+        d->utf8_letters += jobq__letters_utf8_pair(p1, b) != 0;
         d->lower[0] += b >= 0xE0;
         d->lower[1] += (b & 0xE0) == 0xC0;
         p3 = p2;

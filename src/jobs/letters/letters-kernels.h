@@ -55,14 +55,17 @@ void jobq__letters_utf8_combos(const uint8_t *p, size_t n, size_t from, size_t t
  * and the three before it (the rules of Keiser & Lemire's "lookup" validator: a flag marks a
  * too-short or too-long sequence, an overlong form, a surrogate, a value above U+10FFFF, or a
  * missing continuation), so a sequence cut by the end of the sample is never flagged and the
- * flags do not depend on how the sample is split. Besides the flags, counts of the bytes that
- * are the frequent lower-case letters о е а и н т с in cp1251 / koi8-r and of the bytes E0-FF /
- * C0-DF. prev[0..2] are the three bytes before p (prev[2] next to p[0]; zeros at the start).
+ * flags do not depend on how the sample is split. Besides the flags, the kernels count the
+ * Russian letters that are valid UTF-8 (the pairs jobq__letters_utf8_pair() accepts, the lead
+ * possibly in prev) and the bytes E0-FF / C0-DF (small letters in cp1251 / in koi8-r). score[]
+ * belongs to letters.c (the letter-pair costs of the single-byte readings): kernels leave it
+ * alone. prev[0..2] are the three bytes before p (prev[2] next to p[0]; zeros at the start).
  */
 typedef struct jobq__letters_det {
     uint64_t errors;
-    uint64_t score[2];
+    uint64_t utf8_letters;
     uint64_t lower[2];
+    uint64_t score[2];
 } jobq__letters_det;
 
 typedef void jobq__letters_det_fn(const uint8_t *p, size_t n, const uint8_t prev[3],
@@ -92,14 +95,6 @@ static const uint8_t jobq__det_cur_hi[16] = {
     0x02 | 0x20 | 0x80 | 0x04 | 0x40, 0x02 | 0x20 | 0x80 | 0x04 | 0x08,
     0x02 | 0x20 | 0x80 | 0x10 | 0x08, 0x02 | 0x20 | 0x80 | 0x10 | 0x08,
     0x01, 0x01, 0x01, 0x01,
-};
-/* Letter classes by high and low nibble (AND of the two): bits 0-1 are о е а и н т с in cp1251
- * (E0 E5 E8 ED EE, F1 F2), bits 2-3 the same letters in koi8-r (C1 C5 C9 CE CF, D3 D4). */
-static const uint8_t jobq__det_cls_hi[16] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 8, 1, 2,
-};
-static const uint8_t jobq__det_cls_lo[16] = {
-    1, 2 | 4, 2, 8, 8, 1 | 4, 0, 0, 1, 4, 0, 0, 0, 1, 1 | 4, 4,
 };
 
 void jobq__letters_det_scalar(const uint8_t *p, size_t n, const uint8_t prev[3],
