@@ -67,15 +67,19 @@ void jobq_letters_add(jobq_letters_counts *dst, const jobq_letters_counts *src);
 /*
  * Streaming counter, caller-allocated (put it on the stack or in per-worker state).
  * With JOBQ_LETTERS_AUTO, the state stays undecided while only ASCII has been seen (ASCII holds
- * no Russian letters in any supported encoding). A UTF-8 BOM decides UTF-8 at once; a UTF-16 BOM
- * (FF FE / FE FF as the first two bytes) decides UTF-16 (unsupported: _feed returns JOBQ_EINVAL
- * from then on). Otherwise the state counts every candidate interpretation in parallel and
- * decides JOBQ_LETTERS_DETECT_WINDOW bytes after the first non-ASCII byte (or at _finish):
- * (nearly) valid UTF-8 -> UTF-8 (at most one byte breaking UTF-8's rules per 32 bytes >= 0xC0;
- * a sequence cut by the end of the window or stream does not count), else cp1251 vs koi8-r by
- * how many bytes are the frequent lower-case letters о е а и н т с in each. Because the decision
- * point is a fixed stream offset, the result never depends on how the input was split into
- * _feed calls.
+ * no Russian letters in any supported encoding). A UTF-8 BOM decides UTF-8 at once. FF FE / FE FF as
+ * the first two bytes decide UTF-16 (unsupported: _feed returns JOBQ_EINVAL from then on) only
+ * when the code unit after them holds a C0 control byte other than TAB, LF or CR, as UTF-16
+ * ASCII, Latin-1, Cyrillic and U+2010-201F do, or when the input ends right after them;
+ * otherwise they are "яю" (cp1251) or "ЧЪ" (koi8-r) and detection goes on. Otherwise the state
+ * counts every candidate interpretation in parallel and decides JOBQ_LETTERS_DETECT_WINDOW bytes
+ * after the first non-ASCII byte (or at _finish): UTF-8 if at most one byte breaks UTF-8's rules
+ * per 32 bytes >= 0xC0, or if valid UTF-8 Russian letters outnumber the breaks more than twice
+ * (a sequence cut by the end of the window does not count, one cut by the end of the input
+ * does, and a last byte C0, C1 or F5-FF always does); else cp1251 vs koi8-r by a case-folded
+ * letter-pair model over the first 256 letters, so text in capitals is detected too, with the
+ * case of the letters deciding very short samples. Because the decision point is a fixed stream
+ * offset, the result never depends on how the input was split into _feed calls.
  * Invalid sequences are skipped without desynchronising the stream.
  * The fields are private; they are visible only so the struct can live on the stack.
  * Not thread-safe: one state per thread (states share nothing).
@@ -93,7 +97,8 @@ typedef struct jobq_letters_state {
     jobq_letters_counts alt[2];   /* cp1251 and koi8-r interpretations while undecided */
     uint64_t det_first_high;      /* stream offset of the first non-ASCII byte, or UINT64_MAX */
     uint64_t det_errors;          /* byte positions that break UTF-8's rules */
-    uint64_t det_score[2];        /* о е а и н т с lower case as cp1251 / as koi8-r */
+    uint64_t det_score[2];        /* letter-pair cost in bits of the first 256 letters,
+                                   * as cp1251 / as koi8-r */
     uint64_t det_lower[2];        /* bytes 0xE0-0xFF / 0xC0-0xDF (lower case in cp1251 / koi8-r) */
     unsigned char head[3];        /* first bytes of the stream (BOM check) */
     unsigned head_len;
@@ -136,7 +141,10 @@ int jobq_letters_count_buffer_with(jobq_letters_kernel k, jobq_letters_encoding 
 
 /*
  * Detect the encoding of a sample (e.g. the first 64 KiB of a file) by the rules of the AUTO
- * state above; a multibyte sequence cut by the end of the sample is not held against UTF-8.
+ * state above. The sample may be the head of a longer input, so a multibyte sequence cut by its
+ * end is not held against UTF-8 (a last byte C0, C1 or F5-FF is), and a UTF-16 mark with
+ * nothing after it counts as UTF-16; only the stream (_finish, jobq_letters_count_fd_from)
+ * knows where an input ends.
  * Returns AUTO when the sample is pure ASCII (nothing to decide), never fails. Thread-safe.
  */
 jobq_letters_encoding jobq_letters_detect(const void *buf, size_t len);

@@ -1033,6 +1033,25 @@ Test(letters_cli, file_shorter_than_its_size_is_counted, .timeout = 30)
     cli_free(&c);
 }
 
+/* A small file is detected by the stream, which knows where the file ends: a lead byte cut by
+ * the end is not UTF-8 but a cp1251 letter (а in "Total: 5 а"). */
+Test(letters_cli, lead_byte_at_the_end_of_a_small_file_is_a_letter, .timeout = 30)
+{
+    char *dir = make_tmpdir(), *file = xstrdupf("%s/t.txt", dir);
+    cli c;
+    jv root;
+
+    write_file(file, "Total: 5 \xe0", 10);
+    cli_run(&c, "-f", "json", file, NULL);
+    cr_assert_eq(c.status, 0, "%s", c.err);
+    json_parse(c.out, c.out_len, &root);
+    cr_assert_eq(jv_num(&root, "total"), 1, "%s", c.out);
+    jv_free(&root);
+    cli_free(&c);
+    free(file);
+    remove_tree(dir);
+}
+
 Test(letters_cli, nothing_readable_exits_2, .timeout = 30)
 {
     char *dir = make_tmpdir(), *missing = xstrdupf("%s/nope", dir);

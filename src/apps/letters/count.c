@@ -229,8 +229,11 @@ count_open_file(const lt_config *cfg, lt_file *f, int fd, jobq_pool *pool, uint6
         free(head);
         return;
     }
-    if (enc == JOBQ_LETTERS_AUTO)
-        enc = detected; /* still AUTO when the head is pure ASCII */
+    /* A file that fits in the head is left to the stream, which knows where the input ends (a
+     * sequence cut by the end of the file is no UTF-8); otherwise the head's guess holds for the
+     * whole file (still AUTO when the head is pure ASCII). */
+    if (enc == JOBQ_LETTERS_AUTO && !(size > 0 && (uint64_t)n == size))
+        enc = detected;
     if (n == 0 && size == 0) {
         free(head);
         f->status = LT_OK;
