@@ -19,6 +19,9 @@ set -u
 
 single=$1
 mpi=$2
+# The same tools with their test hooks compiled in (for the vanishing file and the dying ranks).
+single_hooked=$3
+mpi_hooked=$4
 mpirun=${MPIRUN:-mpirun}
 nps=${JOBQ_MPI_NPS:-1 2 3}
 corpus=${JOBQ_CORPUS:-}
@@ -180,10 +183,11 @@ vanish_run() {
         printf 'Съешь же ещё этих мягких французских булок %d\n' "$i" >"$dir/f$i.txt"
     done
     if [ "$tool" = single ]; then
-        JOBQ_LETTERS_TEST_HOOK=open:$hook timeout 120 "$single" -f json "$dir" >"$out" 2>/dev/null &
+        JOBQ_LETTERS_TEST_HOOK=open:$hook timeout 120 "$single_hooked" -f json "$dir" >"$out" \
+            2>/dev/null &
     else
         JOBQ_LETTERS_TEST_HOOK=open:$hook timeout 120 "$mpirun" "${mpiargs[@]}" -x \
-            JOBQ_LETTERS_TEST_HOOK -np "$np" "$mpi" -f json "$dir" >"$out" 2>/dev/null &
+            JOBQ_LETTERS_TEST_HOOK -np "$np" "$mpi_hooked" -f json "$dir" >"$out" 2>/dev/null &
     fi
     pid=$!
     for i in $(seq 1 1000); do
@@ -212,7 +216,7 @@ done
 # --- a rank that dies ---------------------------------------------------------------------------
 checks=$((checks + 1))
 JOBQ_LETTERS_MPI_TEST_HOOK=die:1 timeout 120 "$mpirun" "${mpiargs[@]}" -x \
-    JOBQ_LETTERS_MPI_TEST_HOOK -np 2 "$mpi" -f json "$tree" >"$tmp/d.out" 2>"$tmp/d.err"
+    JOBQ_LETTERS_MPI_TEST_HOOK -np 2 "$mpi_hooked" -f json "$tree" >"$tmp/d.out" 2>"$tmp/d.err"
 rc=$?
 if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ ! -s "$tmp/d.out" ]; then
     echo "ok: rank 1 killing itself -> exit $rc, nothing on stdout"
@@ -225,7 +229,8 @@ for np in 2 3; do
     victim=$((np - 1))
     rm -f "$tmp/pid"
     JOBQ_LETTERS_MPI_TEST_HOOK=stall:$victim:$tmp/pid timeout 120 "$mpirun" "${mpiargs[@]}" -x \
-        JOBQ_LETTERS_MPI_TEST_HOOK -np "$np" "$mpi" -f json "$tree" >"$tmp/k.out" 2>"$tmp/k.err" &
+        JOBQ_LETTERS_MPI_TEST_HOOK -np "$np" "$mpi_hooked" -f json "$tree" >"$tmp/k.out" \
+        2>"$tmp/k.err" &
     job=$!
     for i in $(seq 1 1500); do
         [ -s "$tmp/pid" ] && break

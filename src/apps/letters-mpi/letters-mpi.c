@@ -210,10 +210,17 @@ add_error(lt_report *rep, size_t *cap, const char *path, const char *msg)
 }
 
 /*
- * Test hook (undocumented, for tests/letters-mpi only): JOBQ_LETTERS_MPI_TEST_HOOK=die:R makes
- * rank R kill itself with SIGKILL after receiving its work; stall:R:FILE makes it write its pid
- * to FILE and sleep up to 60 s, so a test can kill it from outside.
+ * Test hook, compiled only into jobq-letters-mpi-hooked (never installed) for
+ * tests/letters-mpi: JOBQ_LETTERS_MPI_TEST_HOOK=die:R makes rank R kill itself with SIGKILL
+ * after receiving its work; stall:R:FILE makes it write its pid to FILE and sleep up to 60 s,
+ * so a test can kill it from outside.
  */
+#ifndef LT_TEST_HOOKS
+static void
+test_hook(void)
+{
+}
+#else
 static void
 test_hook(void)
 {
@@ -243,6 +250,7 @@ test_hook(void)
             (void)nanosleep(&ts, NULL);
     }
 }
+#endif
 
 /* ------------------------------------------------------------------------------------------ */
 /* Rank 0: the walk and the plan                                                               */
