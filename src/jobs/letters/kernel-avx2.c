@@ -98,26 +98,39 @@ jobq__letters_sb_avx2(const uint8_t *p, size_t n, unsigned yo_byte, jobq__letter
 
 #define BLOCK 4096
 
+/* The UTF-8 letter test of 32 lead bytes and the bytes after them: *let marks а..я/А..Я (D0 90..BF,
+ * D1 80..8F), *yo ё/Ё (D1 91, D0 81); returns the lead == D0 mask. Shared by the counter and the
+ * detector so that they agree on what a UTF-8 letter is. */
+static inline __m256i
+utf8_letters32(__m256i lead, __m256i next, __m256i *let, __m256i *yo)
+{
+    const __m256i d0 = _mm256_cmpeq_epi8(lead, _mm256_set1_epi8((char)0xD0));
+    const __m256i d1 = _mm256_cmpeq_epi8(lead, _mm256_set1_epi8((char)0xD1));
+    /* As signed bytes: a = next in 0x80..0x8F, b = next in 0x80..0xBF. */
+    const __m256i a = _mm256_cmpgt_epi8(_mm256_set1_epi8(-112), next);
+    const __m256i b = _mm256_cmpgt_epi8(_mm256_set1_epi8(-64), next);
+
+    *let = _mm256_or_si256(_mm256_and_si256(d0, _mm256_andnot_si256(a, b)),
+                           _mm256_and_si256(d1, a));
+    *yo = _mm256_or_si256(
+        _mm256_and_si256(d0, _mm256_cmpeq_epi8(next, _mm256_set1_epi8((char)0x81))),
+        _mm256_and_si256(d1, _mm256_cmpeq_epi8(next, _mm256_set1_epi8((char)0x91))));
+    return d0;
+}
+
 void
 jobq__letters_utf8_avx2(const uint8_t *p, size_t n, jobq__letters_raw *raw)
 {
     _Alignas(32) uint8_t syn[BLOCK];
-    __m256i cd0, cd1, ccc, cm112, cm64, cc0, c70, c81, c91, cb8, lead, next, d0, d1, a, b, let,
-        yo, s, anycc;
+    __m256i ccc, cc0, c70, cb8, lead, next, d0, let, yo, s, anycc;
     size_t pos, npos, blk, i;
     int cc;
 
     if (n < 2)
         return;
-    cd0 = _mm256_set1_epi8((char)0xD0);
-    cd1 = _mm256_set1_epi8((char)0xD1);
     ccc = _mm256_set1_epi8((char)0xCC);
-    cm112 = _mm256_set1_epi8(-112);
-    cm64 = _mm256_set1_epi8(-64);
     cc0 = _mm256_set1_epi8((char)0xC0);
     c70 = _mm256_set1_epi8(0x70);
-    c81 = _mm256_set1_epi8((char)0x81);
-    c91 = _mm256_set1_epi8((char)0x91);
     cb8 = _mm256_set1_epi8((char)0xB8);
     npos = n - 1;
     for (pos = 0; pos < npos; pos += blk) {
@@ -126,18 +139,10 @@ jobq__letters_utf8_avx2(const uint8_t *p, size_t n, jobq__letters_raw *raw)
         for (i = 0; i + 32 <= blk; i += 32) {
             lead = _mm256_loadu_si256((const __m256i *)(const void *)(p + pos + i));
             next = _mm256_loadu_si256((const __m256i *)(const void *)(p + pos + i + 1));
-            d0 = _mm256_cmpeq_epi8(lead, cd0);
-            d1 = _mm256_cmpeq_epi8(lead, cd1);
-            /* As signed bytes: a = next in 0x80..0x8F, b = next in 0x80..0xBF. */
-            a = _mm256_cmpgt_epi8(cm112, next);
-            b = _mm256_cmpgt_epi8(cm64, next);
-            let = _mm256_or_si256(_mm256_and_si256(d0, _mm256_andnot_si256(a, b)),
-                                  _mm256_and_si256(d1, a));
+            d0 = utf8_letters32(lead, next, &let, &yo);
             /* D0 xx -> xx + 0x30, D1 xx -> xx + 0x70 (the cp1251 byte). */
             s = _mm256_add_epi8(_mm256_add_epi8(next, c70), _mm256_and_si256(d0, cc0));
             s = _mm256_and_si256(s, let);
-            yo = _mm256_or_si256(_mm256_and_si256(d0, _mm256_cmpeq_epi8(next, c81)),
-                                 _mm256_and_si256(d1, _mm256_cmpeq_epi8(next, c91)));
             s = _mm256_or_si256(s, _mm256_and_si256(yo, cb8));
             _mm256_store_si256((__m256i *)(void *)(syn + i), s);
             anycc = _mm256_or_si256(anycc, _mm256_cmpeq_epi8(lead, ccc));
@@ -174,8 +179,7 @@ nonzero_bytes(__m256i v)
 void
 jobq__letters_det_avx2(const uint8_t *p, size_t n, const uint8_t prev[3], jobq__letters_det *d)
 {
-    __m256i t1, t2, t3, c0f, ce0, cc0, sat2, sat3, cd0, cd1, cm112, cm64, c81, c91, cur, prv, p1,
-        p2, p3, sc, must, d0, d1, a, b, let, yo;
+    __m256i t1, t2, t3, c0f, ce0, cc0, sat2, sat3, cur, prv, p1, p2, p3, sc, must, let, yo;
     uint8_t last[32], tail[3];
     uint64_t err, u8, l0, l1;
     size_t i;
@@ -192,12 +196,6 @@ jobq__letters_det_avx2(const uint8_t *p, size_t n, const uint8_t prev[3], jobq__
     cc0 = _mm256_set1_epi8((char)0xC0);
     sat2 = _mm256_set1_epi8((char)(0xE0 - 0x80));
     sat3 = _mm256_set1_epi8((char)(0xF0 - 0x80));
-    cd0 = _mm256_set1_epi8((char)0xD0);
-    cd1 = _mm256_set1_epi8((char)0xD1);
-    cm112 = _mm256_set1_epi8(-112);
-    cm64 = _mm256_set1_epi8(-64);
-    c81 = _mm256_set1_epi8((char)0x81);
-    c91 = _mm256_set1_epi8((char)0x91);
     memset(last, 0, sizeof(last));
     memcpy(last + 29, prev, 3);
     prv = _mm256_loadu_si256((const __m256i *)(const void *)last);
@@ -217,15 +215,8 @@ jobq__letters_det_avx2(const uint8_t *p, size_t n, const uint8_t prev[3], jobq__
             _mm256_or_si256(_mm256_subs_epu8(p2, sat2), _mm256_subs_epu8(p3, sat3)),
             _mm256_set1_epi8((char)0x80));
         err += nonzero_bytes(_mm256_xor_si256(sc, must));
-        /* The UTF-8 kernel's letter test with p1 as the lead: a = cur in 80..8F, b = 80..BF. */
-        d0 = _mm256_cmpeq_epi8(p1, cd0);
-        d1 = _mm256_cmpeq_epi8(p1, cd1);
-        a = _mm256_cmpgt_epi8(cm112, cur);
-        b = _mm256_cmpgt_epi8(cm64, cur);
-        let = _mm256_or_si256(_mm256_and_si256(d0, _mm256_andnot_si256(a, b)),
-                              _mm256_and_si256(d1, a));
-        yo = _mm256_or_si256(_mm256_and_si256(d0, _mm256_cmpeq_epi8(cur, c81)),
-                             _mm256_and_si256(d1, _mm256_cmpeq_epi8(cur, c91)));
+        /* The UTF-8 kernel's letter test with p1 as the lead. */
+        (void)utf8_letters32(p1, cur, &let, &yo);
         u8 += (unsigned)__builtin_popcount(
             (unsigned)_mm256_movemask_epi8(_mm256_or_si256(let, yo)));
         l0 += (unsigned)__builtin_popcount(
