@@ -787,10 +787,8 @@ worker_main(void *arg)
 
     for (;;) {
         struct jobq__entry e;
-        uint64_t t0, ran = 0, failed = 0;
+        uint64_t t0, ran = 0, failed = 0, dropped = 0;
         int sentinel = 0;
-
-        uint64_t dropped = 0;
 
         worker_take(pool, w);
         t0 = jobq__now_ns();

@@ -148,6 +148,10 @@ int jobq_letters_count_buffer_with(jobq_letters_kernel k, jobq_letters_encoding 
  * Returns AUTO when the sample is pure ASCII (nothing to decide), never fails. Thread-safe.
  */
 jobq_letters_encoding jobq_letters_detect(const void *buf, size_t len);
+/* As jobq_letters_detect, for a buffer that holds the whole input: a multibyte sequence cut by
+ * its end is held against UTF-8, as the stream's _finish holds it (a lead byte at the very end
+ * of a small cp1251 file is a letter). Thread-safe. */
+jobq_letters_encoding jobq_letters_detect_all(const void *buf, size_t len);
 
 /* Result of counting one file or range. */
 typedef struct jobq_letters_result {

@@ -773,6 +773,19 @@ Test(letters, utf8_with_a_stray_byte_stays_utf8)
  * sequence is one wherever a sample ends: "Total: 5 я" in cp1251 used to be UTF-8 with no
  * letters. jobq_letters_detect() cannot know that its sample is the whole input, so a byte
  * that could still start a sequence (E0) counts only in the stream. */
+/* The whole input given to the detector: its end is the end, as for the stream; the same bytes
+ * as a sample of something longer stay UTF-8 (the sequence may go on). */
+Test(letters, detect_all_judges_the_end_as_the_end)
+{
+    static const char total_a[] = "Total: 5 \xe0";
+
+    cr_assert_eq(jobq_letters_detect_all(total_a, 10), JOBQ_LETTERS_CP1251);
+    cr_assert_eq(jobq_letters_detect(total_a, 10), JOBQ_LETTERS_UTF8);
+    cr_assert_eq(jobq_letters_detect_all("x\xd0\xbf", 3), JOBQ_LETTERS_UTF8, "a whole letter");
+    cr_assert_eq(jobq_letters_detect_all("abc", 3), JOBQ_LETTERS_AUTO, "ASCII");
+    cr_assert_eq(jobq_letters_detect_all(NULL, 0), JOBQ_LETTERS_AUTO);
+}
+
 Test(letters, a_high_byte_at_the_end_is_a_letter)
 {
     static const char total_a[] = "Total: 5 \xe0";

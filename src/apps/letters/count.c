@@ -118,23 +118,6 @@ test_hook(const char *stage)
 }
 #endif
 
-/* Whether p[0, n) ends in a UTF-8 lead byte that lacks some of its continuation bytes. */
-static int
-ends_cut(const unsigned char *p, size_t n)
-{
-    size_t i, back;
-    unsigned need;
-
-    for (back = 1; back <= 4 && back <= n; back++) {
-        i = n - back;
-        if ((p[i] & 0xC0) == 0x80)
-            continue; /* a continuation byte: look further back */
-        need = p[i] >= 0xF0 ? 4 : p[i] >= 0xE0 ? 3 : p[i] >= 0xC0 ? 2 : 1;
-        return need > back;
-    }
-    return 0;
-}
-
 static int
 count_chunks(void *arg, size_t begin, size_t end)
 {
@@ -229,7 +212,14 @@ count_open_file(const lt_config *cfg, lt_file *f, int fd, jobq_pool *pool, uint6
     enc = cfg->encoding;
     /* An explicit encoding needs no detection (UTF-16 is only reported under auto). */
     sample = (size_t)n < LT_HEAD_SIZE ? (size_t)n : LT_HEAD_SIZE;
-    detected = enc == JOBQ_LETTERS_AUTO ? jobq_letters_detect(head, sample) : JOBQ_LETTERS_AUTO;
+    /* A sample that is the whole file is judged as such: a sequence cut by its end is no
+     * UTF-8 (a lead byte at the very end of a small file is a single-byte letter). */
+    if (enc != JOBQ_LETTERS_AUTO)
+        detected = JOBQ_LETTERS_AUTO;
+    else if (size > 0 && (uint64_t)sample == size)
+        detected = jobq_letters_detect_all(head, sample);
+    else
+        detected = jobq_letters_detect(head, sample);
     if (enc == JOBQ_LETTERS_AUTO &&
         (detected == JOBQ_LETTERS_UTF16LE || detected == JOBQ_LETTERS_UTF16BE)) {
         set_result(f, LT_FAILED,
@@ -246,13 +236,8 @@ count_open_file(const lt_config *cfg, lt_file *f, int fd, jobq_pool *pool, uint6
         free(head);
         return;
     }
-    /* The head's guess holds for the whole file (still AUTO when the head is pure ASCII) -
-     * except for a file that fits in the head and ends in a cut UTF-8 sequence: the detector
-     * cannot know that nothing follows, the stream can (a lead byte at the very end is a
-     * single-byte letter, not UTF-8), so that file is left to it. */
-    if (enc == JOBQ_LETTERS_AUTO &&
-        !(detected == JOBQ_LETTERS_UTF8 && size > 0 && (uint64_t)n == size && ends_cut(head, n)))
-        enc = detected;
+    if (enc == JOBQ_LETTERS_AUTO)
+        enc = detected; /* still AUTO when the head is pure ASCII */
     if (n == 0 && size == 0) {
         free(head);
         f->status = LT_OK;

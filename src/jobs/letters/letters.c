@@ -530,8 +530,9 @@ bom_encoding(const unsigned char *h, size_t n, int end)
     return JOBQ_LETTERS_AUTO;
 }
 
-jobq_letters_encoding
-jobq_letters_detect(const void *buf, size_t len)
+/* at_end: nothing follows buf[len - 1] (see det_tail_errors). */
+static jobq_letters_encoding
+detect(const void *buf, size_t len, int at_end)
 {
     static const uint8_t zeros[3] = {0, 0, 0};
     jobq__letters_det d;
@@ -552,13 +553,25 @@ jobq_letters_detect(const void *buf, size_t len)
     /* Every byte before i is ASCII, which the rules treat like the zeros of a fresh start. */
     memset(&d, 0, sizeof(d));
     det_kernel(p + i, len - i, zeros, &d);
-    /* The caller may hold more of the input than the sample: judge the end as a cut. */
+    /* A sample's end is a cut (more may follow); the whole input's end is the end. */
     last3(p, len, t);
-    d.errors += det_tail_errors(t, 0);
+    d.errors += det_tail_errors(t, at_end);
     /* Scores are for single-byte text only: UTF-8, the common case, need not pay for them. */
     if (!det_utf8(&d))
         det_score(p + i, len - i, 0, 0, &d);
     return det_decide(&d);
+}
+
+jobq_letters_encoding
+jobq_letters_detect(const void *buf, size_t len)
+{
+    return detect(buf, len, 0);
+}
+
+jobq_letters_encoding
+jobq_letters_detect_all(const void *buf, size_t len)
+{
+    return detect(buf, len, 1);
 }
 
 /* ------------------------------------------------------------------------------------------ */
