@@ -408,9 +408,12 @@ queue_worker_main(void *arg)
         if (jobq_queue_pop(eng->q_in, &f) != 0 || f == NULL)
             break; /* NULL is the sentinel: one per worker */
         lt_count_file(eng->cfg, f, NULL, 0, add_live_bytes, eng);
-        /* q_out can hold every file in flight (see engine_setup), so this never waits long. */
+        /* q_out can hold every file in flight (see engine_setup), so this never waits long.
+         * It fails only if q_out is unusable; the result list the other modes use still
+         * reaches the loop (on_async drains both), so the file is neither lost nor waited for
+         * forever. */
         if (jobq_queue_push(eng->q_out, &f) != 0) {
-            file_free(f);
+            post_result(eng, f);
             continue;
         }
         announce_result(eng);
