@@ -874,6 +874,8 @@ Test(letters_cli, bad_inputs_are_named_and_the_rest_is_counted, .timeout = 120)
     char *dir = make_tmpdir(), *p, *badname, *nlname, *missing, *first = NULL;
     jobq_letters_counts want;
     static const unsigned char utf16[] = {0xFF, 0xFE, 0x1F, 0x04, 0x40, 0x04, 0x38, 0x04};
+    /* "中文\n": no control byte right after the mark, a NUL later. */
+    static const unsigned char cjk16[] = {0xFE, 0xFF, 0x4E, 0x2D, 0x65, 0x87, 0x00, 0x0A};
     size_t i;
     cli c;
     jv root;
@@ -891,6 +893,9 @@ Test(letters_cli, bad_inputs_are_named_and_the_rest_is_counted, .timeout = 120)
     free(p);
     p = xstrdupf("%s/utf16.txt", dir);
     write_file(p, utf16, sizeof utf16);
+    free(p);
+    p = xstrdupf("%s/cjk16.txt", dir);
+    write_file(p, cjk16, sizeof cjk16);
     free(p);
     p = xstrdupf("%s/fifo", dir);
     cr_assert_eq(mkfifo(p, 0644), 0);
@@ -922,6 +927,10 @@ Test(letters_cli, bad_inputs_are_named_and_the_rest_is_counted, .timeout = 120)
         cr_assert(has_error_for(&root, p), "UTF-16 reported as an error");
         cr_assert(strstr(c.err, p) != NULL, "stderr names %s:\n%s", p, c.err);
         cr_assert(strstr(c.err, "UTF-16") != NULL);
+        free(p);
+        p = xstrdupf("%s/cjk16.txt", dir);
+        cr_assert(has_error_for(&root, p), "CJK UTF-16 reported as an error");
+        cr_assert(strstr(c.err, "cjk16.txt: UTF-16BE text") != NULL, "%s", c.err);
         free(p);
         p = xstrdupf("%s/loop-a", dir);
         cr_assert(has_error_for(&root, p), "symlink loop reported");

@@ -220,6 +220,16 @@ count_open_file(const lt_config *cfg, lt_file *f, int fd, jobq_pool *pool, uint6
         detected = jobq_letters_detect_all(head, sample);
     else
         detected = jobq_letters_detect(head, sample);
+    /* The detector calls a mark UTF-16 only when the code unit after it has a control byte,
+     * which text starting with CJK or U+2026 lacks; a NUL further on settles it, since
+     * single-byte Russian text holds none. */
+    if (enc == JOBQ_LETTERS_AUTO && detected != JOBQ_LETTERS_UTF16LE &&
+        detected != JOBQ_LETTERS_UTF16BE && sample >= 2 && memchr(head, 0, sample) != NULL) {
+        if (head[0] == 0xFF && head[1] == 0xFE)
+            detected = JOBQ_LETTERS_UTF16LE;
+        else if (head[0] == 0xFE && head[1] == 0xFF)
+            detected = JOBQ_LETTERS_UTF16BE;
+    }
     if (enc == JOBQ_LETTERS_AUTO &&
         (detected == JOBQ_LETTERS_UTF16LE || detected == JOBQ_LETTERS_UTF16BE)) {
         set_result(f, LT_FAILED,
