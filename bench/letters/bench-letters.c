@@ -4,13 +4,21 @@
  * Builds a file of >= 256 MiB (JOBQ_BENCH_MB) in a temp dir by repeating the corpus texts
  * (../shared/corpus/ru, or /usr/share/games/fortunes/ru when absent) in a fixed order, once per
  * encoding (UTF-8, and cp1251 / koi8-r via iconv(3) with unconvertible characters replaced).
- * In the same run, single thread, page cache warm (each file is read once before timing):
- *   read       read() into a 256 KiB buffer and discard (the peer every ratio refers to);
- *   fd/<k>     jobq_letters_count_fd with kernel k's dispatch (best only: what users get);
- *   mem/<k>    jobq_letters_count_buffer_with(k) over the file already in memory;
- *   fgetc      a naive fgetc() + switch counter (cp1251 only; the exercise's C baseline).
- * Each measurement is the best of JOBQ_BENCH_REPS (3) runs. Prints '#' lines, then CSV:
+ * In the same run, single thread, page cache warm (each file is read once before timing), one
+ * CSV row per measurement, named by its first column:
+ *   read           read() into a 256 KiB buffer and discard (the peer every ratio refers to);
+ *   count_fd       jobq_letters_count_fd with the file's encoding given, the best kernel the
+ *                  CPU supports (kernel column "best": what jobq-letters users get);
+ *   count_fd_auto  the same with JOBQ_LETTERS_AUTO: the encoding detected, then counted;
+ *   memory         jobq_letters_count_buffer_with(k) over the file already in memory, one row
+ *                  per kernel k the CPU supports (kernel column: its name);
+ *   fgetc          a naive fgetc() + switch counter (cp1251 only; the exercise's C baseline).
+ * Each measurement is the best of JOBQ_BENCH_REPS (3) runs. Prints '#' lines (bench.h: cores,
+ * compiler, build type, commit, date), then CSV:
  *   name,encoding,kernel,bytes,seconds,gb_per_s,ratio_to_read
+ *
+ * Usage: bench-letters [--help]; settings come from the environment (see usage()), each
+ * checked strictly: a typo or 0 is an error (exit 2), not a silent default or an empty run.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -27,9 +35,89 @@
 #include <jobq.h>
 #include <jobq/letters.h>
 
+#include "../bench.h"
+
 #ifndef JOBQ_CORPUS_DIR
 #define JOBQ_CORPUS_DIR "../shared/corpus"
 #endif
+
+/* Bounds on the environment settings: three files of MB MiB go to /tmp and one is loaded into
+ * memory, so 16 GiB is already far past a sensible run; the reps bound only catches typos. */
+#define MB_DEFAULT 256
+#define MB_MAX 16384
+#define REPS_DEFAULT 3
+#define REPS_MAX 1000
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: bench-letters [--help]\n"
+               "Letter counting per kernel and encoding as GB/s and as a ratio to read() of the "
+               "same file,\n1 thread, page cache warm. Prints '#' lines, then CSV:\n"
+               "  name,encoding,kernel,bytes,seconds,gb_per_s,ratio_to_read\n"
+               "Environment:\n"
+               "  JOBQ_BENCH_MB     MiB of text per encoding, 1..%d (default %d)\n"
+               "  JOBQ_BENCH_REPS   runs per measurement, the best is reported, 1..%d "
+               "(default %d)\n"
+               "  JOBQ_CORPUS_DIR   corpus root holding ru/ (default %s; "
+               "else /usr/share/games/fortunes/ru)\n"
+               "  JOBQ_BENCH_KEEP   if set, keep the UTF-8 file and print its path\n"
+               "Exit status: 0 done; 1 I/O error; 2 bad argument or setting; 77 no Russian "
+               "text.\n",
+            MB_MAX, MB_DEFAULT, REPS_MAX, REPS_DEFAULT, JOBQ_CORPUS_DIR);
+}
+
+/* A positive decimal integer <= max from environment variable `name`, or def when unset. An
+ * empty, signed, partial, zero or too large value is a usage error: exits 2 naming the
+ * variable (a silent fallback would publish rows measured with settings nobody asked for). */
+static unsigned long
+env_count(const char *name, unsigned long def, unsigned long max)
+{
+    const char *s;
+    char *end = NULL;
+    unsigned long v;
+
+    s = getenv(name);
+    if (s == NULL)
+        return def;
+    errno = 0;
+    v = *s >= '0' && *s <= '9' ? strtoul(s, &end, 10) : 0;
+    if (end == NULL || *end != '\0' || errno != 0 || v == 0 || v > max) {
+        fprintf(stderr, "bench-letters: %s='%s': expected an integer from 1 to %lu\n", name, s,
+                max);
+        exit(2);
+    }
+    return v;
+}
+
+static int
+open_in(const char *path)
+{
+    int fd;
+
+    fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        fprintf(stderr, "bench-letters: %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+    return fd;
+}
+
+/* Read exactly len bytes: one read() stops at 2 GiB on Linux, and JOBQ_BENCH_MB may exceed it. */
+static int
+read_full(int fd, char *buf, size_t len)
+{
+    ssize_t r;
+
+    while (len > 0) {
+        r = read(fd, buf, len);
+        if (r <= 0)
+            return -1;
+        buf += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
 
 static double
 now(void)
@@ -100,6 +188,10 @@ convert(const char *src, size_t len, const char *to, size_t *ret_len)
 
     cd = iconv_open(to, "UTF-8");
     out = malloc(len + 1);
+    if (cd == (iconv_t)-1 || out == NULL) {
+        fprintf(stderr, "bench-letters: cannot convert the text to %s\n", to);
+        exit(1);
+    }
     in = (char *)(uintptr_t)src;
     inleft = len;
     o = out;
@@ -131,9 +223,14 @@ write_repeated(const char *path, const char *text, size_t len, uint64_t want)
         fprintf(stderr, "bench-letters: %s: %s\n", path, strerror(errno));
         exit(1);
     }
+    /* A short file (disk full) would be timed as if it had `want` bytes: fail instead. */
     for (done = 0; done < want; done += len)
-        (void)fwrite(text, 1, len, f);
-    fclose(f);
+        if (fwrite(text, 1, len, f) != len)
+            break;
+    if (fclose(f) != 0 || done < want) {
+        fprintf(stderr, "bench-letters: writing %s failed\n", path);
+        exit(1);
+    }
     return done;
 }
 
@@ -144,7 +241,7 @@ time_read(const char *path)
     double t0;
     int fd;
 
-    fd = open(path, O_RDONLY);
+    fd = open_in(path);
     t0 = now();
     while (read(fd, buf, sizeof(buf)) > 0)
         ;
@@ -160,7 +257,7 @@ time_fd(const char *path, jobq_letters_encoding enc, uint64_t *total)
     double t0;
     int fd;
 
-    fd = open(path, O_RDONLY);
+    fd = open_in(path);
     t0 = now();
     (void)jobq_letters_count_fd(fd, 0, UINT64_MAX, enc, JOBQ_LETTERS_YO_SEPARATE, 0, &r);
     t0 = now() - t0;
@@ -181,6 +278,10 @@ time_fgetc(const char *path, uint64_t *total)
 
     memset(n, 0, sizeof(n));
     f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "bench-letters: %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
     t0 = now();
     while ((c = fgetc(f)) != EOF)
         n[c]++;
@@ -194,7 +295,7 @@ time_fgetc(const char *path, uint64_t *total)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
     static const struct {
         jobq_letters_encoding enc;
@@ -204,16 +305,27 @@ main(void)
                 {JOBQ_LETTERS_CP1251, "CP1251", "cp1251"},
                 {JOBQ_LETTERS_KOI8R, "KOI8-R", "koi8-r"}};
     const char *src_dir, *env;
-    char dir[] = "/tmp/bench-letters-XXXXXX", path[3][4096], corpus[4096];
+    char dir[] = "/tmp/bench-letters-XXXXXX", path[3][4096], corpus[4096], what[128];
     char *text, *conv, *mem;
     size_t tlen, clen;
     uint64_t want, size[3], total, t_ref;
     double t, best, t_read[3];
     unsigned e, k, rep, reps;
     jobq_letters_counts c;
-    time_t tm;
-    int fd;
+    int fd, i;
 
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        fprintf(stderr, "bench-letters: unknown argument '%s'\n", argv[i]);
+        usage(stderr);
+        return 2;
+    }
+    /* Settings first: a bad one must not cost a corpus load and 3 files in /tmp. */
+    want = (uint64_t)env_count("JOBQ_BENCH_MB", MB_DEFAULT, MB_MAX) << 20;
+    reps = (unsigned)env_count("JOBQ_BENCH_REPS", REPS_DEFAULT, REPS_MAX);
     env = getenv("JOBQ_CORPUS_DIR");
     (void)snprintf(corpus, sizeof(corpus), "%s/ru", env != NULL ? env : JOBQ_CORPUS_DIR);
     src_dir = corpus;
@@ -226,26 +338,15 @@ main(void)
         fprintf(stderr, "bench-letters: no Russian text (corpus or fortunes-ru)\n");
         return 77;
     }
-    env = getenv("JOBQ_BENCH_MB");
-    want = (uint64_t)(env != NULL ? atoi(env) : 256) << 20;
-    env = getenv("JOBQ_BENCH_REPS");
-    reps = env != NULL && atoi(env) > 0 ? (unsigned)atoi(env) : 3;
-    if (mkdtemp(dir) == NULL)
+    if (mkdtemp(dir) == NULL) {
+        fprintf(stderr, "bench-letters: mkdtemp %s: %s\n", dir, strerror(errno));
         return 1;
-    tm = time(NULL);
-    printf("# bench-letters: letter counting, 1 thread, page cache warm, best of %u\n", reps);
-    printf("# cores %u, compiler %s, build %s, date %s", jobq_cpu_count(),
-#ifdef __clang__
-           "clang " __clang_version__,
-#else
-           "gcc " __VERSION__,
-#endif
-#ifdef NDEBUG
-           "release",
-#else
-           "debug-assertions",
-#endif
-           ctime(&tm));
+    }
+    /* Compiler and build type come from the build (bench/meson.build's BENCH_COMPILER and
+     * BENCH_BUILDTYPE): NDEBUG says nothing about -Dbuildtype, which does not define it. */
+    (void)snprintf(what, sizeof(what),
+                   "bench-letters: letter counting, 1 thread, page cache warm, best of %u", reps);
+    bench_print_env(what, NULL);
     printf("# text: %s (%zu bytes) repeated to >= %llu MiB per encoding in %s\n", src_dir, tlen,
            (unsigned long long)(want >> 20), dir);
     printf("# kernels: avx2 %s, avx512 %s\n",
@@ -288,8 +389,8 @@ main(void)
                (unsigned long long)size[e], best, (double)size[e] / best / 1e9, t_read[e] / best);
         /* In-memory kernels over the same bytes. */
         mem = malloc((size_t)size[e]);
-        fd = open(path[e], O_RDONLY);
-        if (mem == NULL || read(fd, mem, (size_t)size[e]) != (ssize_t)size[e]) {
+        fd = open_in(path[e]);
+        if (mem == NULL || read_full(fd, mem, (size_t)size[e]) != 0) {
             fprintf(stderr, "bench-letters: cannot load %s\n", path[e]);
             return 1;
         }
@@ -316,12 +417,16 @@ main(void)
         }
         free(mem);
         if (encs[e].enc == JOBQ_LETTERS_CP1251) {
-            t = time_fgetc(path[e], &total);
+            best = 1e9;
+            for (rep = 0; rep < reps; rep++)
+                if ((t = time_fgetc(path[e], &total)) < best)
+                    best = t;
             if (total != t_ref)
                 fprintf(stderr, "bench-letters: fgetc total %llu != %llu\n",
                         (unsigned long long)total, (unsigned long long)t_ref);
             printf("fgetc,%s,naive,%llu,%.4f,%.3f,%.3f\n", encs[e].tag,
-                   (unsigned long long)size[e], t, (double)size[e] / t / 1e9, t_read[e] / t);
+                   (unsigned long long)size[e], best, (double)size[e] / best / 1e9,
+                   t_read[e] / best);
         }
     }
     fflush(stdout);

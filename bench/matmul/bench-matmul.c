@@ -31,9 +31,12 @@
  * So unless --keep-openblas-coretype is given, the bench re-executes itself once without that
  * variable and says so in a '#' line: OpenBLAS then picks its own best kernel.
  * Usage: bench-matmul [--sizes 128,256,...] [--threads 1,2] [--rounds R]
- *                     [--impls jobq,openblas,...] [--keep-openblas-coretype]
+ *                     [--impls jobq,openblas,...] [--keep-openblas-coretype] [--help]
  * --impls keeps only the named implementations (for quick comparisons, e.g. a tuning sweep);
  * an implementation that does not apply (no OpenBLAS, baselines above N = 1024) stays out.
+ * --rounds R is used exactly as given (1 .. MAX_ROUNDS; rounds r go to pass r % PASSES, so with
+ * R < PASSES only the first R passes time anything); without it the bench picks ~0.4 s worth,
+ * PASSES at least. Option values are parsed strictly: a bad one is a usage error (exit 2).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -59,6 +62,13 @@ char *openblas_get_config(void);
 #define BASELINE_MAX_N 1024
 #define MAX_IMPLS 6
 #define MAX_ROUNDS 200
+/* Command-line limits: entries per list (the bests table is sized by them), the largest N
+ * (three N x N doubles plus B^T must fit in memory: 4 x 8 x 32768^2 bytes is 32 GiB) and the
+ * most threads (each T also runs the compute ceiling with T threads at once). */
+#define MAX_SIZES 32
+#define MAX_THREAD_COUNTS 8
+#define MAX_N 32768
+#define MAX_THREADS 1024
 #define PASSES 5
 /* OpenBLAS's server threads spin 2^28 cycles (its THREAD_TIMEOUT) after a call: ~0.1 s. */
 #define OPENBLAS_QUIET_US 150000
@@ -202,7 +212,7 @@ warm_up(struct bench *b, enum impl im)
 
 #define CEIL_ITERS (1u << 25)
 #define CEIL_TRIES 3
-#define CEIL_MAX_T 64
+#define CEIL_MAX_T MAX_THREADS
 
 struct ceil_run {
     atomic_uint ready;
@@ -351,27 +361,95 @@ parse_impls(const char *s, int *want)
             return -1;
         want[im] = 1;
         s += len;
-        if (*s == ',')
-            s++;
+        if (*s == ',' && *++s == '\0')
+            return -1; /* a trailing comma: an empty name */
     }
-    return 0;
+    for (im = 0; im < I_COUNT; im++)
+        if (want[im])
+            return 0;
+    return -1; /* an empty list would print no rows at all */
 }
 
-static int
-parse_list(const char *s, size_t *out, size_t max)
+static void
+usage(FILE *f)
 {
-    size_t count = 0;
-    char *end;
+    fprintf(f,
+            "usage: bench-matmul [--sizes N,N,...] [--threads T,T,...] [--rounds R]\n"
+            "                    [--impls NAME,...] [--keep-openblas-coretype] [--help]\n"
+            "GFLOP/s of C = A x B (square N, doubles) for jobq_matmul, OpenBLAS and naive "
+            "baselines.\n"
+            "  --sizes N,...     matrix sizes, 1..%d, at most %d (default "
+            "128,256,512,1000,1023,1024,2048)\n"
+            "  --threads T,...   thread counts, 1..%d, at most %d (default 1,<usable cores>)\n"
+            "  --rounds R        timed calls per implementation and (N, T), 1..%d, used as "
+            "given;\n"
+            "                    the median needs no minimum, but below %d only the first R of "
+            "the\n"
+            "                    %d interleaved passes time anything (default: ~0.4 s worth, "
+            "%d at least)\n"
+            "  --impls NAME,...  only these of jobq,jobq-group,jobq-avx2,openblas,naive-ijk,"
+            "transposed\n"
+            "  --keep-openblas-coretype  do not re-execute without OPENBLAS_CORETYPE\n"
+            "Exit status: 0 done; 1 a run failed; 2 bad command line.\n",
+            MAX_N, MAX_SIZES, MAX_THREADS, MAX_THREAD_COUNTS, MAX_ROUNDS, PASSES, PASSES, PASSES);
+}
 
-    while (*s != '\0' && count < max) {
-        unsigned long long v = strtoull(s, &end, 10);
+/* Usage error: message and usage on stderr, exit 2. */
+static void
+bad_usage(const char *msg, const char *opt, const char *val)
+{
+    fprintf(stderr, "bench-matmul: %s%s%s%s%s\n", opt != NULL ? opt : "",
+            opt != NULL ? ": " : "", msg, val != NULL ? ": " : "", val != NULL ? val : "");
+    usage(stderr);
+    exit(2);
+}
 
-        if (end == s || v == 0)
+/* One decimal integer in [1, max] from s[0 .. len), digits only (strtoull alone would skip
+ * blanks, accept a sign and negate "-1" into a huge value); -1 on anything else. */
+static long long
+parse_count(const char *s, size_t len, unsigned long long max)
+{
+    unsigned long long v = 0;
+    size_t i;
+
+    if (len == 0 || len > 20)
+        return -1;
+    for (i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
             return -1;
+        v = v * 10 + (unsigned long long)(s[i] - '0');
+        if (v > max)
+            return -1;
+    }
+    return v == 0 ? -1 : (long long)v;
+}
+
+/* Comma-separated counts in [1, max] into out[]; exits with a usage error on an empty entry,
+ * a value out of range or more than `cap` entries (they used to be dropped without a word). */
+static int
+parse_list(const char *opt, const char *s, size_t *out, size_t cap, unsigned long long max)
+{
+    const char *all = s;
+    char msg[96];
+    size_t count = 0, len;
+    long long v;
+
+    for (;;) {
+        len = strcspn(s, ",");
+        v = parse_count(s, len, max);
+        if (v < 0) {
+            (void)snprintf(msg, sizeof(msg),
+                           "expects comma-separated integers from 1 to %llu, got", max);
+            bad_usage(msg, opt, all);
+        }
+        if (count == cap) {
+            (void)snprintf(msg, sizeof(msg), "at most %zu values, got more", cap);
+            bad_usage(msg, opt, NULL);
+        }
         out[count++] = (size_t)v;
-        s = *end == ',' ? end + 1 : end;
-        if (*end != ',' && *end != '\0')
-            return -1;
+        if (s[len] == '\0')
+            break;
+        s += len + 1;
     }
     return (int)count;
 }
@@ -392,9 +470,14 @@ print_speedups(const size_t *sizes, int nsizes, const size_t *tlist, int nthread
         if (tlist[ti] <= 1)
             continue;
         ceil_end = compute_ceiling((unsigned)tlist[ti]);
-        printf("# compute ceiling, T = %zu: a register-only FMA loop runs %.3fx as fast on %zu "
-               "threads at once as on one (start of the run), %.3fx (end)\n",
-               tlist[ti], ceil_start[ti], tlist[ti], ceil_end);
+        /* Negative: the T threads could not all be started; say so rather than print -1x. */
+        if (ceil_start[ti] > 0 && ceil_end > 0)
+            printf("# compute ceiling, T = %zu: a register-only FMA loop runs %.3fx as fast on "
+                   "%zu threads at once as on one (start of the run), %.3fx (end)\n",
+                   tlist[ti], ceil_start[ti], tlist[ti], ceil_end);
+        else
+            printf("# compute ceiling, T = %zu: n/a (could not start %zu threads at once)\n",
+                   tlist[ti], tlist[ti]);
         if (one < 0)
             continue;
         for (si = 0; si < nsizes; si++) {
@@ -413,59 +496,71 @@ print_speedups(const size_t *sizes, int nsizes, const size_t *tlist, int nthread
 int
 main(int argc, char **argv)
 {
-    size_t sizes[32] = {128, 256, 512, 1000, 1023, 1024, 2048}, tlist[8];
-    int nsizes = 7, nthreads, rounds_opt = 0, i, have_openblas = 0, avx2;
+    size_t sizes[MAX_SIZES] = {128, 256, 512, 1000, 1023, 1024, 2048}, tlist[MAX_THREAD_COUNTS];
+    int nsizes = 7, nthreads, rounds_opt = 0, i, have_openblas = 0, avx2, keep_coretype = 0;
     int want[I_COUNT];
     /* Best times per size, thread count and implementation, for the speed-up lines. */
-    static double bests[32][8][I_COUNT];
-    double ceil_start[8] = {0};
+    static double bests[MAX_SIZES][MAX_THREAD_COUNTS][I_COUNT];
+    double ceil_start[MAX_THREAD_COUNTS] = {0};
     unsigned cores = jobq_cpu_count();
+    long long v;
 
+    for (i = 0; i < I_COUNT; i++)
+        want[i] = 1;
+    tlist[0] = 1;
+    /* The default's second count is the machine's; only --threads is held to MAX_THREADS. */
+    tlist[1] = cores < MAX_THREADS ? cores : MAX_THREADS;
+    nthreads = cores > 1 ? 2 : 1;
+    /* Parse everything before the re-exec below, so that a usage error or --help is answered
+     * once, by this process. */
+    for (i = 1; i < argc; i++) {
+        const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+
+        if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(opt, "--keep-openblas-coretype") == 0) {
+            keep_coretype = 1;
+            continue;
+        } else if (strcmp(opt, "--sizes") != 0 && strcmp(opt, "--threads") != 0 &&
+                   strcmp(opt, "--rounds") != 0 && strcmp(opt, "--impls") != 0) {
+            bad_usage("unknown argument", NULL, opt);
+        } else if (val == NULL) {
+            bad_usage("needs a value", opt, NULL);
+        }
+        i++;
+        if (strcmp(opt, "--sizes") == 0) {
+            nsizes = parse_list(opt, val, sizes, MAX_SIZES, MAX_N);
+        } else if (strcmp(opt, "--threads") == 0) {
+            nthreads = parse_list(opt, val, tlist, MAX_THREAD_COUNTS, MAX_THREADS);
+        } else if (strcmp(opt, "--rounds") == 0) {
+            v = parse_count(val, strlen(val), MAX_ROUNDS);
+            if (v < 0) {
+                char msg[64];
+
+                (void)snprintf(msg, sizeof(msg), "expects an integer from 1 to %d, got",
+                               MAX_ROUNDS);
+                bad_usage(msg, opt, val);
+            }
+            rounds_opt = (int)v;
+        } else if (parse_impls(val, want) != 0) {
+            bad_usage("unknown or empty name in", opt, val);
+        }
+    }
 #ifdef JOBQ_HAVE_OPENBLAS
     {
         const char *forced = getenv("OPENBLAS_CORETYPE");
-        int keep = 0;
 
-        for (i = 1; i < argc; i++)
-            if (strcmp(argv[i], "--keep-openblas-coretype") == 0)
-                keep = 1;
-        if (forced != NULL && !keep && getenv("JOBQ_BENCH_DROPPED_CORETYPE") == NULL) {
+        if (forced != NULL && !keep_coretype && getenv("JOBQ_BENCH_DROPPED_CORETYPE") == NULL) {
             (void)setenv("JOBQ_BENCH_DROPPED_CORETYPE", forced, 1);
             (void)unsetenv("OPENBLAS_CORETYPE");
             (void)execv("/proc/self/exe", argv);
             perror("bench-matmul: re-exec without OPENBLAS_CORETYPE failed; continuing");
         }
     }
+#else
+    (void)keep_coretype;
 #endif
-    for (i = 0; i < I_COUNT; i++)
-        want[i] = 1;
-    tlist[0] = 1;
-    tlist[1] = cores;
-    nthreads = cores > 1 ? 2 : 1;
-    for (i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--sizes") == 0 && i + 1 < argc) {
-            nsizes = parse_list(argv[++i], sizes, 32);
-        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
-            nthreads = parse_list(argv[++i], tlist, 8);
-        } else if (strcmp(argv[i], "--keep-openblas-coretype") == 0) {
-            continue;
-        } else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
-            rounds_opt = atoi(argv[++i]);
-        } else if (strcmp(argv[i], "--impls") == 0 && i + 1 < argc) {
-            if (parse_impls(argv[++i], want) != 0) {
-                fprintf(stderr, "bench-matmul: --impls: unknown name in '%s'\n", argv[i]);
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "usage: bench-matmul [--sizes N,N,...] [--threads T,T,...] "
-                            "[--rounds R] [--impls NAME,...] [--keep-openblas-coretype]\n");
-            return 2;
-        }
-    }
-    if (nsizes <= 0 || nthreads <= 0 || rounds_opt < 0 || rounds_opt > MAX_ROUNDS) {
-        fprintf(stderr, "bench-matmul: bad --sizes, --threads or --rounds\n");
-        return 2;
-    }
 #ifdef JOBQ_HAVE_OPENBLAS
     have_openblas = 1;
 #endif
@@ -549,8 +644,8 @@ main(int argc, char **argv)
             for (im = 0; im < I_COUNT; im++)
                 use[im] = use[im] && want[im];
 
-            /* Warm-up, and a time estimate to pick the number of rounds (~1.5 s per row set
-             * for the fast ones, at least 5 rounds). */
+            /* Warm-up, and a time estimate to pick the number of rounds when --rounds is not
+             * given (~0.4 s of jobq calls per row set, at least PASSES rounds). */
             est = 0.0;
             for (im = 0; im < I_COUNT; im++) {
                 double t;
@@ -567,13 +662,20 @@ main(int argc, char **argv)
                 if (im == I_OPENBLAS)
                     quiet_pause();
             }
-            rounds = rounds_opt > 0 ? rounds_opt : (int)(0.4 / (est + 1e-9));
-            if (rounds < PASSES)
-                rounds = PASSES;
-            if (rounds > MAX_ROUNDS)
-                rounds = MAX_ROUNDS;
-            /* Round r belongs to pass r % PASSES; within a pass, one implementation at a time. */
-            for (int pass = 0; pass < PASSES; pass++) {
+            /* --rounds is taken as given (parsing held it to 1 .. MAX_ROUNDS); only the
+             * automatic count is clamped. */
+            if (rounds_opt > 0) {
+                rounds = rounds_opt;
+            } else {
+                rounds = (int)(0.4 / (est + 1e-9));
+                if (rounds < PASSES)
+                    rounds = PASSES;
+                if (rounds > MAX_ROUNDS)
+                    rounds = MAX_ROUNDS;
+            }
+            /* Round r belongs to pass r % PASSES; within a pass, one implementation at a time.
+             * Passes from `rounds` on hold no round (R < PASSES): skip their warm-ups. */
+            for (int pass = 0; pass < PASSES && pass < rounds; pass++) {
                 for (im = 0; im < I_COUNT; im++) {
                     if (!use[im] || ((im == I_NAIVE || im == I_TRANS) && pass >= 3))
                         continue;
