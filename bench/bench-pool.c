@@ -32,9 +32,18 @@
  *                lost by every system, and ratio_vs_raw puts that aside.
  * Before the runs, a probe line gives the two costs behind every cross-thread hand-off here: a
  * cache line's round trip between two spinning threads, and a condvar wake-up's round trip.
- * All configurations are run once per round, round after round, each round starting one system
- * later and every run after a 20 ms pause, so drift of the machine hits them alike; the row reports median/min/max over the rounds. Every run checks
- * that exactly `tasks` tasks ran (per-thread counters, no shared cache line per task).
+ * All configurations are run once per round, round after round, so that drift of the machine
+ * hits them alike; each row reports median/min/max over the rounds. Within a workload, a
+ * round runs the chosen systems in a balanced Latin-square order (bench_balanced_order in
+ * bench.h): each system runs at each position once and directly follows each other system
+ * once in every S rounds (S chosen systems, S even; twice in every 2S when S is odd), so no
+ * system keeps inheriting what one particular predecessor leaves behind. With fewer rounds
+ * (5 by default against 8 systems) the balance is partial, but for S even no system follows
+ * the same one twice in any S consecutive rounds. The first run of a workload's round follows
+ * the previous workload's (or round's) last run, which the design does not balance. Every run,
+ * raw threads included, starts after the same bench_settle(): 20 ms asleep, then 20 ms with
+ * all usable cores spinning. Every run checks that exactly `tasks` tasks ran (per-thread counters,
+ * no shared cache line per task).
  *
  * efficiency = tasks_per_s / (threads * 1e9 / task_ns); ratio_vs_glib = tasks_per_s / GLib's
  * tasks_per_s for the same workload (> 1: faster than GLib). ctx_switches_per_task (medians of
@@ -49,6 +58,9 @@
  *        bench-pool --point --system jobq|glib|libuv|openmp|raw --workload W
  *                   --mode submit|batch|pfor [-j N] [--tasks N] [--reps R]
  *                   (one configuration, one row and "# wall_s=": for bench/scaling/jobq-scaling)
+ *        bench-pool --help
+ * -j 1..1024 (default jobq_cpu_count()); --reps 1..100 (default 5, --quick 3, --point 1);
+ * --tasks 1..1e12 (default per workload, scaled with -j; --quick a tenth).
  * Exit codes: 0 ok, 1 a run failed or miscounted, 2 bad usage, 3 system not built in.
  */
 #define _GNU_SOURCE
@@ -78,6 +90,10 @@
 #define UV_WINDOW 1024
 #define MAX_REPS 100
 #define MAX_SLOTS 256
+#define MAX_THREADS 1024
+/* A run of 1e12 empty tasks already takes hours; the cap keeps n + chunk and the like from
+ * wrapping anywhere below. */
+#define MAX_TASKS 1000000000000ULL
 
 enum sys {
     S_JOBQ_SUBMIT,
@@ -591,11 +607,15 @@ run_raw(unsigned threads, uint64_t n, struct task_ctx *ctx, struct sample *out)
         }
         started++;
     }
-    /* All spinning, then 20 ms more: time for the load balancer to spread the spinners (and
-     * this thread) over the CPUs before the clock starts. */
+    /* Every thread started and spinning before the clock, and no further warm-up here:
+     * bench_settle() gives each system the same one. A private 20 ms all-core spin right
+     * before this clock (there once was one) let raw-threads alone start on cores that had
+     * just been busy, a head start its peers lacked, in the ceiling ratio_vs_raw divides by.
+     * Spinning threads need no time to spread: the kernel puts a new thread on the idlest CPU
+     * when it starts it, and these never sleep, so the wake-up placement above (a woken
+     * thread queued on its waker's CPU) does not apply to them. */
     while (atomic_load(&st.ready) < started)
         bench_cpu_relax();
-    bench_spin_ns(20000000);
     c0 = bench_cs_now();
     t0 = bench_now_ns();
     atomic_store_explicit(&st.go, 1, memory_order_release);
@@ -656,18 +676,6 @@ run_once(enum sys s, unsigned threads, uint64_t n, struct task_ctx *ctx, struct 
         return -1;
     }
     return 0;
-}
-
-/*
- * Pause between runs: threads of the run before (OpenMP's spin-waiting team, a pool's workers
- * still searching, threads being reaped) must not take a core from the next run's workers.
- */
-static void
-settle(void)
-{
-    struct timespec ts = {0, 20 * 1000 * 1000};
-
-    (void)nanosleep(&ts, NULL);
 }
 
 /* Start the long-lived peers' threads once, outside any timed region. */
@@ -787,6 +795,22 @@ struct row {
     double ratio_raw;
 };
 
+/* Whether `a` is an option that takes a value: for the message when the value is missing. */
+static int
+takes_value(const char *a)
+{
+    static const char *const with_value[] = {
+        "-j", "--threads", "--reps", "--tasks", "--workloads", "--systems", "--system",
+        "--workload", "--mode",
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(with_value) / sizeof(with_value[0]); i++)
+        if (strcmp(with_value[i], a) == 0)
+            return 1;
+    return 0;
+}
+
 static void
 usage(FILE *f)
 {
@@ -796,8 +820,12 @@ usage(FILE *f)
             "       bench-pool --point --system jobq|glib|libuv|openmp|raw --workload "
             "empty|1us|100us\n"
             "                  --mode submit|batch|pfor [-j N] [--tasks N] [--reps R]\n"
+            "       bench-pool --help\n"
+            "-j 1..%d (default: usable cores), --reps 1..%d (default 5; --quick 3; --point 1),\n"
+            "--tasks 1..%llu (default: per workload)\n"
             "systems: jobq-submit,jobq-batch,jobq-pfor,glib,libuv,openmp-task,openmp-for,"
-            "raw-threads\n");
+            "raw-threads\n",
+            MAX_THREADS, MAX_REPS, MAX_TASKS);
 }
 
 static int
@@ -819,7 +847,7 @@ parse_list(const char *opt, const char *arg, const char *const *names, int count
     int i;
 
     if (strlen(arg) >= sizeof(buf)) {
-        fprintf(stderr, "%s: list too long\n", opt);
+        fprintf(stderr, "bench-pool: %s: list too long\n", opt);
         exit(2);
     }
     strcpy(buf, arg);
@@ -828,7 +856,7 @@ parse_list(const char *opt, const char *arg, const char *const *names, int count
     for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         i = lookup(names, count, tok);
         if (i < 0) {
-            fprintf(stderr, "%s: unknown name '%s'\n", opt, tok);
+            fprintf(stderr, "bench-pool: %s: unknown name '%s'\n", opt, tok);
             exit(2);
         }
         flags[i] = 1;
@@ -864,16 +892,22 @@ main(int argc, char **argv)
     static struct sample samples[S_COUNT][W_COUNT][MAX_REPS];
     static struct row rows[S_COUNT][W_COUNT];
     int want_sys[S_COUNT], want_wl[W_COUNT];
-    unsigned threads = jobq_cpu_count(), reps = 5;
+    /* reps 0: not given, so the mode picks the default (any given value is 1 .. MAX_REPS). */
+    unsigned threads, reps = 0;
     unsigned long long tasks_override = 0;
     int quick = 0, point = 0, point_sys = -1, point_wl = -1, point_mode = -1, failed = 0;
     struct task_ctx ctx[W_COUNT];
     double task_ns[W_COUNT];
     char extra[256], envbuf[32];
     struct bench_machine m0, m1;
-    unsigned rep, k;
+    size_t order[S_COUNT], k;
+    int run_sys[S_COUNT], nrun;
+    unsigned rep;
     int i, s, w;
 
+    threads = jobq_cpu_count();
+    if (threads > MAX_THREADS)
+        threads = MAX_THREADS;
     for (s = 0; s < S_COUNT; s++)
         want_sys[s] = sys_available((enum sys)s);
     for (w = 0; w < W_COUNT; w++)
@@ -889,17 +923,20 @@ main(int argc, char **argv)
         } else if (strcmp(a, "--point") == 0) {
             point = 1;
         } else if (v == NULL) {
-            fprintf(stderr, "bench-pool: %s needs a value (or is unknown)\n", a);
+            if (takes_value(a))
+                fprintf(stderr, "bench-pool: %s needs a value\n", a);
+            else
+                fprintf(stderr, "bench-pool: unknown option '%s'\n", a);
             usage(stderr);
             return 2;
         } else if (strcmp(a, "-j") == 0 || strcmp(a, "--threads") == 0) {
-            threads = (unsigned)bench_parse_ull(a, v);
+            threads = (unsigned)bench_parse_range("bench-pool", a, v, 1, MAX_THREADS);
             i++;
         } else if (strcmp(a, "--reps") == 0) {
-            reps = (unsigned)bench_parse_ull(a, v);
+            reps = (unsigned)bench_parse_range("bench-pool", a, v, 1, MAX_REPS);
             i++;
         } else if (strcmp(a, "--tasks") == 0) {
-            tasks_override = bench_parse_ull(a, v);
+            tasks_override = bench_parse_range("bench-pool", a, v, 1, MAX_TASKS);
             i++;
         } else if (strcmp(a, "--workloads") == 0) {
             parse_list(a, v, wl_names, W_COUNT, want_wl);
@@ -925,10 +962,6 @@ main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
-    }
-    if (threads == 0 || threads > 1024 || reps == 0 || reps > MAX_REPS) {
-        fprintf(stderr, "bench-pool: need 1 <= -j <= 1024 and 1 <= --reps <= %d\n", MAX_REPS);
-        return 2;
     }
     if (point) {
         /* One configuration: map (system, mode) to a row of the full table. */
@@ -958,11 +991,11 @@ main(int argc, char **argv)
             want_sys[i] = i == s;
         for (w = 0; w < W_COUNT; w++)
             want_wl[w] = w == point_wl;
-        if (reps == 5)
+        if (reps == 0)
             reps = 1;
-    } else if (quick && reps == 5) {
-        reps = 3;
     }
+    if (reps == 0)
+        reps = quick ? 3 : 5;
     for (s = 0; s < S_COUNT; s++)
         if (want_sys[s] && !sys_available((enum sys)s)) {
             fprintf(stderr, "bench-pool: %s was not found at build time\n", sys_names[s]);
@@ -984,7 +1017,8 @@ main(int argc, char **argv)
     warm_up_peers(threads, want_sys);
 
     (void)snprintf(extra, sizeof(extra),
-                   "threads (workers) %u, capacity %d, batch %d, rounds %u (interleaved)%s%s",
+                   "threads (workers) %u, capacity %d, batch %d, rounds %u (interleaved, "
+                   "balanced order)%s%s",
                    threads, CAPACITY, BATCH, reps, quick ? ", quick" : "",
                    point ? ", point" : "");
     bench_print_env("bench-pool: tasks/s of jobq_pool vs GLib GThreadPool, libuv uv_queue_work,"
@@ -1016,18 +1050,23 @@ main(int argc, char **argv)
             rows[s][w].task_ns = task_ns[w];
         }
 
+    /* The balanced order is over the systems chosen, not all S_COUNT: skipping unchosen ones in
+     * a longer order would leave some systems always behind the same predecessor. */
+    nrun = 0;
+    for (s = 0; s < S_COUNT; s++)
+        if (want_sys[s])
+            run_sys[nrun++] = s;
     m0 = bench_machine_now();
     for (rep = 0; rep < reps; rep++) {
+        bench_balanced_order((size_t)nrun, rep, order);
         for (w = 0; w < W_COUNT; w++) {
             if (!want_wl[w])
                 continue;
-            for (k = 0; k < S_COUNT; k++) {
-                /* Each round starts one system later, so no system always runs right after the
-                 * same one (whatever a run leaves behind then lands on every system alike). */
-                s = (int)((k + rep) % S_COUNT);
-                if (!want_sys[s] || rows[s][w].valid < 0)
+            for (k = 0; k < (size_t)nrun; k++) {
+                s = run_sys[order[k]];
+                if (rows[s][w].valid < 0)
                     continue;
-                settle();
+                bench_settle();
                 if (run_once((enum sys)s, threads, rows[s][w].tasks, &ctx[w],
                              &samples[s][w][rep]) != 0) {
                     rows[s][w].valid = -1;

@@ -14,11 +14,19 @@
  *               signal after every change of the predicate, bounded at 1024 (defined below)
  *   glib        GAsyncQueue: UNBOUNDED (producers never block, so it is not the same
  *               contract); one sentinel pointer per consumer ends the run
- * Configurations are interleaved (every one once per round, ABAB...); rows give the median and
- * min/max over the rounds. ratio_vs_mutex / ratio_vs_glib = items_per_s / the peer's for the
- * same producers x consumers (> 1: faster than the peer).
+ * Configurations are interleaved (every one once per round, round after round); rows give the
+ * median and min/max over the rounds. Within a producers x consumers configuration a round runs
+ * the systems in a balanced Latin-square order (bench_balanced_order in bench.h: with 3
+ * systems, each directly follows each other twice in every 6 rounds; with 2, they alternate),
+ * and every run starts after the same bench_settle() (20 ms asleep, then 20 ms of all usable
+ * cores spinning), as in bench-pool: no system always runs in the wake of the same one.
+ * ratio_vs_mutex / ratio_vs_glib = items_per_s / the peer's for the same producers x consumers
+ * (> 1: faster than the peer).
  *
  * Usage: bench-queue [--reps R] [--quick] [--items N] [--pc 1x1,2x2,4x4]
+ *        bench-queue --help
+ * --reps 1..100 (default 5, --quick 3); --items 1..1e12 (default 2000000, --quick a tenth),
+ * at least the largest producer count.
  * Exit codes: 0 ok, 1 a run failed or lost items, 2 bad usage.
  */
 #define _GNU_SOURCE
@@ -41,6 +49,9 @@
 #define MAX_REPS 100
 #define MAX_CONFIGS 16
 #define MAX_THREADS 64
+/* A run of 1e12 items takes hours at any rate seen here; the cap keeps items + 1 and the
+ * producers' split of 1..items far from wrapping. */
+#define MAX_ITEMS 1000000000000ULL
 
 enum sys { S_JOBQ, S_MUTEX, S_GLIB, S_COUNT };
 static const char *const sys_names[S_COUNT] = { "jobq", "mutex", "glib" };
@@ -317,10 +328,31 @@ struct config {
     unsigned np, nc;
 };
 
+/* Whether `a` is an option that takes a value: for the message when the value is missing. */
+static int
+takes_value(const char *a)
+{
+    static const char *const with_value[] = {
+        "--reps", "--items", "--pc",
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(with_value) / sizeof(with_value[0]); i++)
+        if (strcmp(with_value[i], a) == 0)
+            return 1;
+    return 0;
+}
+
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: bench-queue [--reps R] [--quick] [--items N] [--pc 1x1,2x2,4x4]\n");
+    fprintf(f,
+            "usage: bench-queue [--reps R] [--quick] [--items N] [--pc 1x1,2x2,4x4]\n"
+            "       bench-queue --help\n"
+            "--reps 1..%d (default 5; --quick 3), --items 1..%llu (default 2000000; --quick a "
+            "tenth),\n"
+            "--pc PxC[,PxC...] with 1..%d producers and consumers each (at most %d pairs)\n",
+            MAX_REPS, MAX_ITEMS, MAX_THREADS, MAX_CONFIGS);
 }
 
 static size_t
@@ -338,11 +370,14 @@ parse_pc(const char *arg, struct config *cfg)
         if (x == NULL || n == MAX_CONFIGS)
             return 0;
         *x = '\0';
+        /* Digits only: strtoul would take " 2", "+2", and "-1" as a huge count. */
+        if (*tok < '0' || *tok > '9' || x[1] < '0' || x[1] > '9')
+            return 0;
         p = strtoul(tok, &end, 10);
-        if (*tok == '\0' || *end != '\0')
+        if (*end != '\0')
             return 0;
         c = strtoul(x + 1, &end, 10);
-        if (x[1] == '\0' || *end != '\0')
+        if (*end != '\0')
             return 0;
         if (p == 0 || c == 0 || p > MAX_THREADS || c > MAX_THREADS)
             return 0;
@@ -358,7 +393,8 @@ main(int argc, char **argv)
 {
     static struct sample samples[MAX_CONFIGS][S_COUNT][MAX_REPS];
     struct config cfg[MAX_CONFIGS] = { { 1, 1 }, { 2, 2 }, { 4, 4 } };
-    size_t ncfg = 3, k;
+    size_t ncfg = 3, k, order[S_COUNT], nrun, j;
+    int run_sys[S_COUNT];
     unsigned reps = 5, rep;
     unsigned long long items = 2000000;
     int quick = 0, items_set = 0, reps_set = 0, failed[MAX_CONFIGS][S_COUNT];
@@ -376,22 +412,28 @@ main(int argc, char **argv)
         } else if (strcmp(a, "--quick") == 0) {
             quick = 1;
         } else if (v == NULL) {
-            fprintf(stderr, "bench-queue: %s needs a value (or is unknown)\n", a);
+            if (takes_value(a))
+                fprintf(stderr, "bench-queue: %s needs a value\n", a);
+            else
+                fprintf(stderr, "bench-queue: unknown option '%s'\n", a);
             usage(stderr);
             return 2;
         } else if (strcmp(a, "--reps") == 0) {
-            reps = (unsigned)bench_parse_ull(a, v);
+            reps = (unsigned)bench_parse_range("bench-queue", a, v, 1, MAX_REPS);
             reps_set = 1;
             i++;
         } else if (strcmp(a, "--items") == 0) {
-            items = bench_parse_ull(a, v);
+            items = bench_parse_range("bench-queue", a, v, 1, MAX_ITEMS);
             items_set = 1;
             i++;
         } else if (strcmp(a, "--pc") == 0) {
             ncfg = parse_pc(v, cfg);
             if (ncfg == 0) {
-                fprintf(stderr, "bench-queue: --pc: expected PxC[,PxC...] with 1..%d each\n",
-                        MAX_THREADS);
+                fprintf(stderr,
+                        "bench-queue: --pc: expected PxC[,PxC...] with 1..%d each and at most "
+                        "%d pairs, got '%s'\n",
+                        MAX_THREADS, MAX_CONFIGS, v);
+                usage(stderr);
                 return 2;
             }
             i++;
@@ -405,19 +447,16 @@ main(int argc, char **argv)
         items /= 10;
     if (quick && !reps_set)
         reps = 3;
-    if (reps == 0 || reps > MAX_REPS || items == 0 || items >= UINT64_MAX / 2) {
-        fprintf(stderr, "bench-queue: need 1 <= --reps <= %d and --items >= 1\n", MAX_REPS);
-        return 2;
-    }
     for (k = 0; k < ncfg; k++)
         if (items < cfg[k].np) {
-            fprintf(stderr, "bench-queue: --items must be at least the producer count\n");
+            fprintf(stderr, "bench-queue: --items: %llu is fewer than %u producers (--pc)\n",
+                    items, cfg[k].np);
             return 2;
         }
 
     (void)snprintf(extra, sizeof(extra),
                    "items %llu per run (8-byte values), capacity %d (glib: unbounded), "
-                   "rounds %u (interleaved)%s",
+                   "rounds %u (interleaved, balanced order)%s",
                    items, CAPACITY, reps, quick ? ", quick" : "");
     bench_print_env("bench-queue: push/pop items/s of jobq_queue vs mutex+condvar reference vs "
                     "GLib GAsyncQueue", extra);
@@ -428,17 +467,25 @@ main(int argc, char **argv)
 #endif
     fflush(stdout);
 
+    /* The systems built in; the balanced order runs over these only (GLib may be absent). */
+    nrun = 0;
+    for (s = 0; s < S_COUNT; s++) {
+#ifndef BENCH_HAVE_GLIB
+        if (s == S_GLIB)
+            continue;
+#endif
+        run_sys[nrun++] = s;
+    }
     memset(failed, 0, sizeof(failed));
     m0 = bench_machine_now();
     for (rep = 0; rep < reps; rep++) {
+        bench_balanced_order(nrun, rep, order);
         for (k = 0; k < ncfg; k++)
-            for (s = 0; s < S_COUNT; s++) {
-#ifndef BENCH_HAVE_GLIB
-                if (s == S_GLIB)
-                    continue;
-#endif
+            for (j = 0; j < nrun; j++) {
+                s = run_sys[order[j]];
                 if (failed[k][s])
                     continue;
+                bench_settle();
                 if (run_once((enum sys)s, cfg[k].np, cfg[k].nc, items, &samples[k][s][rep]))
                     failed[k][s] = 1;
             }

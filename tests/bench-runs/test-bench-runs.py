@@ -3,7 +3,9 @@
 
 The fake prints what the real benches print ('#' lines, a CSV header, rows, a speed-up line);
 run i (1, 2, 3) gives ratio 1.0 + i / 10 for one row, and the row 'only-odd' only in odd
-runs. Usage: test-bench-runs.py BENCH-RUNS. Exit 0 when every check passes.
+runs. A second fake prints bench-queue's columns (configurations told apart only by numeric
+columns, a ratio left empty in one row), or with "dup" two rows that cannot be told apart.
+Usage: test-bench-runs.py BENCH-RUNS. Exit 0 when every check passes.
 """
 
 import os
@@ -27,6 +29,17 @@ print("128,2,peer,0.020,1.000")
 if n % 2 == 1:
     print("256,1,only-odd,0.5,%d" % n)
 print("# speed-up N = 128, T = 2: jobq %.2fx peer 1.50x" % (1.5 + n / 10))
+'''
+
+# bench-queue's header: producers x consumers are numbers, and so is every figure.
+FAKE_QUEUE = r'''
+import sys
+print("# fake queue bench")
+print("system,producers,consumers,capacity,items,items_per_s,ratio_vs_glib")
+for pc in (1, 2, 4):
+    print("jobq,%d,%d,1024,20000,%d,%s" % (pc, pc, 1000 * pc, "" if pc == 1 else "1.5"))
+if sys.argv[1:] == ["dup"]:
+    print("jobq,4,4,1024,20000,9999,1.5")
 '''
 
 failures = 0
@@ -97,6 +110,28 @@ def main():
         p = run(tool, ["--runs", "1", "--", os.path.join(tmp, "missing-bench")])
         check("a command that cannot start: error 1 naming it",
               p.returncode == 1 and "missing-bench" in p.stderr, p.stderr)
+        fq = os.path.join(tmp, "fake-queue.py")
+        with open(fq, "w") as f:
+            f.write(FAKE_QUEUE)
+        p = run(tool, ["--runs", "2", "--", sys.executable, fq])
+        lines = p.stdout.splitlines()
+        check("numeric configuration columns (producers, consumers, items) are in the key",
+              p.returncode == 0
+              and "system,producers,consumers,capacity,items,column,runs,median,min,max,values"
+              in lines
+              and all("jobq,%d,%d,1024,20000,items_per_s,2,%d,%d,%d,%d %d"
+                      % (pc, pc, 1000 * pc, 1000 * pc, 1000 * pc, 1000 * pc, 1000 * pc)
+                      in lines for pc in (1, 2, 4)), p.stdout + p.stderr)
+        check("a figure left empty in one row stays a value, not a key",
+              "jobq,2,2,1024,20000,ratio_vs_glib,2,1.5,1.5,1.5,1.5 1.5" in lines, p.stdout)
+        p = run(tool, ["--runs", "2", "--", sys.executable, fq, "dup"])
+        check("two rows of one run with the same key: error 1 naming the key, no summary",
+              p.returncode == 1 and "same key" in p.stderr and "producers=4" in p.stderr
+              and "items_per_s" not in p.stdout, p.stdout + p.stderr)
+        p = run(tool, ["--runs", "1", "--key", "system", "--", sys.executable, fq])
+        check("a --key that merges rows is refused too",
+              p.returncode == 1 and "same key" in p.stderr, p.stderr)
+
         p = run(tool, ["--runs", "1", "--", "true"])
         check("a command without CSV output: error 1", p.returncode == 1 and "no CSV" in p.stderr,
               p.stderr)
