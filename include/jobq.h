@@ -11,8 +11,14 @@
  * Conventions: every fallible function returns 0 or a negative JOBQ_E* code (negated errno
  * values), except that the calls reporting a job's result (jobq_pool_wait, jobq_group_wait,
  * jobq_pool_parallel_for, jobq_pool_map) or a worker_init failure (jobq_pool_create) pass on
- * the value that the job, fn or hook returned, whatever it is; out-parameters are named ret_* and are written only on success; _destroy(NULL) is a
- * no-op. No function keeps hidden global state: two pools share nothing.
+ * the value that the job, fn or hook returned, whatever it is; out-parameters are named ret_*
+ * and are written only on success; _destroy(NULL) is a no-op. No function keeps hidden global
+ * state: two pools share nothing.
+ *
+ * Threads: do not pthread_cancel a thread while it is inside a jobq call (the blocking calls
+ * wait on condition variables without cancellation handlers, and a cancelled waiter leaves a
+ * lock held), and do not use a queue or pool in the child of a fork() made while it existed
+ * (its workers are not there): only the thread that forked is.
  */
 #ifndef JOBQ_H
 #define JOBQ_H
@@ -46,7 +52,7 @@ extern "C" {
     X(TIMEDOUT, (-ETIMEDOUT), "timed out")                                                         \
     X(CLOSED, (-EPIPE), "queue or pool is closed")                                                 \
     X(CANCELED, (-ECANCELED), "job was discarded before it ran")                                   \
-    X(DEADLK, (-EDEADLK), "operation would deadlock (called from a worker of this pool)")          \
+    X(DEADLK, (-EDEADLK), "operation would deadlock (called from within this pool)")               \
     X(OVERFLOW, (-EOVERFLOW), "size arithmetic overflows")                                         \
     X(THREAD, (-ESRCH), "could not start a worker thread")                                       \
     X(IO, (-EIO), "input/output error")
@@ -200,7 +206,8 @@ JOBQ_API int jobq_pool_submit_batch(jobq_pool *pool, const jobq_job *jobs, size_
  * every job submitted (by other threads, or by jobs) while it waits - with producers that never
  * pause it may not return; wait on a jobq_group for a fixed set of jobs. Returns the first
  * non-zero job error seen since the previous wait returned (and clears it), else 0. The pool
- * stays usable. Errors: JOBQ_EDEADLK when called from one of this pool's workers.
+ * stays usable. Errors: JOBQ_EDEADLK when called from one of this pool's workers, or from a
+ * done callback that this pool's DISCARD shutdown runs on its own thread.
  */
 JOBQ_API int jobq_pool_wait(jobq_pool *pool);
 
@@ -220,7 +227,8 @@ typedef enum jobq_shutdown_mode {
  */
 JOBQ_API int jobq_pool_shutdown(jobq_pool *pool, jobq_shutdown_mode mode, size_t *ret_discarded);
 
-/* Shut down (drain) if not yet done, join, free. NULL is a no-op. Not from a worker (ignored
+/* Shut down (drain) if not yet done, join, free. NULL is a no-op. Not from a worker, nor from a
+ * done callback that this pool's shutdown runs (ignored in both: the pool is still in use
  * there), and not while another thread may still call into the pool. */
 JOBQ_API void jobq_pool_destroy(jobq_pool *pool);
 
@@ -238,7 +246,10 @@ JOBQ_API int jobq_pool_worker_index(const jobq_pool *pool);
  * work. Chunks are handed out in increasing order and a thread runs a chunk as soon as it takes
  * it, so when a thread gets chunk c, every chunk before c has been taken by a running thread
  * (a chunk may therefore wait for earlier chunks to finish, never for later ones).
- * Returns the first non-zero fn result (remaining chunks are skipped), else 0.
+ * Returns the first non-zero fn result, else 0 (or JOBQ_ENOMEM if the call's shared state
+ * cannot be allocated, before fn runs at all). After a non-zero result no further chunk is
+ * handed out; chunks already taken by other threads still run (so one waiting for an earlier
+ * chunk is never left waiting for a skipped one). A thread running a chunk is not told.
  * A worker woken onto the CPU of the thread that last called parallel_for moves off it (see
  * jobq_pool_create).
  */
@@ -258,16 +269,24 @@ JOBQ_API int jobq_pool_map(jobq_pool *pool, const void *in, size_t in_size, void
 /*
  * Groups: a subset of a pool's jobs that can be waited for alone. Reusable after a wait.
  * jobq_group_wait returns the first non-zero error among the group's jobs since the last wait.
- * Waiting from a worker of the pool returns JOBQ_EDEADLK unless the group is already complete.
- * Destroy waits for outstanding jobs of the group first; from one of the pool's workers it does
- * not wait (that could deadlock), and the group is freed when its last outstanding job ends.
+ * Waiting from a worker of the pool (or from a done callback its DISCARD shutdown runs) returns
+ * JOBQ_EDEADLK unless the group is already complete. Destroy waits for outstanding jobs of the
+ * group first; from those threads it does not wait (that could deadlock), and the group is
+ * freed when its last outstanding job ends.
  */
 JOBQ_API int jobq_group_create(jobq_group **ret_group, jobq_pool *pool);
 JOBQ_API int jobq_group_submit(jobq_group *group, const jobq_job *job);
 JOBQ_API int jobq_group_wait(jobq_group *group);
 JOBQ_API void jobq_group_destroy(jobq_group *group);
 
-/* Counters, readable at any time from any thread (relaxed atomics: a consistent-enough view). */
+/*
+ * Counters, readable at any time from any thread (relaxed atomics: a consistent-enough view).
+ * `completed` and `failed` move per job; busy time when a worker's batch of jobs ends (up to
+ * 128 jobs taken at once), so for long jobs it trails by the jobs in progress. parallel_for and
+ * map queue internal helper jobs (at most one per worker and call): they count here like any
+ * other job, in submitted, completed and discarded alike (and in a shutdown's *ret_discarded),
+ * so the identity below holds, but a caller comparing them with its own submits sees them.
+ */
 typedef struct jobq_pool_stats {
     uint64_t submitted;       /* accepted by submit (including caller-runs) */
     uint64_t completed;       /* run returned */
@@ -281,7 +300,7 @@ typedef struct jobq_pool_stats {
 
 /*
  * Fill *ret_stats. If busy_ns is not NULL, busy_ns[i] (i < n_busy) gets the nanoseconds worker i
- * spent running jobs. Errors: JOBQ_EINVAL.
+ * spent running jobs (0 for i >= threads). Errors: JOBQ_EINVAL.
  */
 JOBQ_API int jobq_pool_get_stats(const jobq_pool *pool, jobq_pool_stats *ret_stats,
                                  uint64_t *busy_ns, size_t n_busy);

@@ -16,8 +16,9 @@
  *     busy worker per job - woken by a worker on its own CPU (Linux; by any worker at a quarter
  *     of the capacity), since a wake-up onto another CPU costs the waker an interrupt;
  *   - a worker claims a batch of jobs with one CAS when the ring is long (half the ready run, so
- *     long jobs still spread over all workers) and accounts for the batch at once, on counters
- *     in its own cache line, with one pair of clock reads;
+ *     long jobs still spread over all workers), counts each job on counters in its own cache
+ *     line (plain stores, one fence per batch) and times the batch with one pair of clock
+ *     reads;
  *   - (Linux) a worker woken onto the CPU of a parallel_for caller, a starved one woken onto
  *     its submitter's CPU, or one woken where another worker is awake, moves away (spread_out):
  *     some kernels leave them stacked there.
@@ -88,6 +89,18 @@
 #define SPACE_SPIN_POLLS 256
 #define SPACE_SPIN_PROBE 8
 #define SPACE_SPIN_ROOM 128
+/*
+ * A ring cell can be claimed and not yet filled or emptied: a thread pre-empted between its
+ * CAS and its store to the cell holds up that cell (and only it). The counts then disagree
+ * with the cells - a worker sees jobs counted that it cannot take, a submitter sees room it
+ * cannot use - and the Dekker handshake that makes a full sleep safe is not there (the other
+ * side's store to the cell is a release, not seq_cst). Rather than poll until the stalled
+ * thread runs again (on an oversubscribed machine the poller may hold the very CPU it needs),
+ * such a thread sleeps STALL_PARK_NS at a time; a signal still ends the sleep at once.
+ * A submitter calls it a stall after STALL_TRIES failed pushes in a row with room counted.
+ */
+#define STALL_PARK_NS 100000u
+#define STALL_TRIES 64
 
 #if defined(__x86_64__) || defined(__i386__)
 #define cpu_relax() __builtin_ia32_pause()
@@ -220,7 +233,7 @@ struct jobq_pool {
     jobq_worker_init_fn worker_init;
     jobq_worker_fini_fn worker_fini;
     void *hook_arg;
-    char name[12];
+    char name[16];        /* thread name prefix: Linux names hold 15 bytes */
     unsigned started;     /* under lock: workers past their init hook */
     int init_err;         /* under lock */
     struct worker *workers;
@@ -228,14 +241,36 @@ struct jobq_pool {
 
 /* The worker the current thread is, if any: lets submit/wait detect nesting. */
 static _Thread_local struct worker *current_worker;
-/* The pool this thread is shutting down, if any: a done callback that the shutdown runs (a
- * discarded job's) and that calls shutdown again must not wait for itself. */
-static _Thread_local const jobq_pool *current_shutdown;
+/*
+ * The pools this thread is shutting down, innermost first: a DISCARD shutdown runs discarded
+ * jobs' done callbacks on this thread, and one that shuts down another pool nests a second
+ * frame. Such a callback must not wait for (or free) a pool whose shutdown is its own caller:
+ * the wait would wait for itself (its job is counted only after its done returns), and
+ * destroy would free the pool under that shutdown and its workers. A stack, not one pointer:
+ * an inner shutdown of another pool used to clear the outer one's mark.
+ */
+struct shutdown_frame {
+    const jobq_pool *pool;
+    struct shutdown_frame *outer;
+};
+static _Thread_local struct shutdown_frame *current_shutdown;
 
 static int
 is_own_worker(const jobq_pool *pool)
 {
     return current_worker != NULL && current_worker->pool == pool;
+}
+
+/* Whether this thread is inside a shutdown of `pool` (in a done callback it runs). */
+static int
+in_own_shutdown(const jobq_pool *pool)
+{
+    const struct shutdown_frame *f;
+
+    for (f = current_shutdown; f != NULL; f = f->outer)
+        if (f->pool == pool)
+            return 1;
+    return 0;
 }
 
 void
@@ -716,6 +751,16 @@ worker_take(jobq_pool *pool, struct worker *w)
             if (atomic_load(&pool->wakes_pending) > 0)
                 atomic_fetch_sub(&pool->wakes_pending, 1);
             slept = 1;
+        } else if (!jobq__ring_ready(&pool->ring) && !stealable(pool)) {
+            /* Jobs counted, none ready: a submitter stalled in its push (see STALL_PARK_NS).
+             * A wait that times out may still have consumed a signal, so a pending wake-up is
+             * taken off either way: one too many off only costs a spare signal later, one left
+             * on would keep made_work() from waking the parked workers ever again. */
+            struct timespec until = jobq__deadline(STALL_PARK_NS);
+
+            (void)pthread_cond_timedwait(&pool->work, &pool->lock, &until);
+            if (atomic_load(&pool->wakes_pending) > 0)
+                atomic_fetch_sub(&pool->wakes_pending, 1);
         }
         atomic_fetch_sub(&pool->work_sleepers, 1);
         (void)pthread_mutex_unlock(&pool->lock);
@@ -746,8 +791,14 @@ push_sentinel(jobq_pool *pool)
     while (jobq__ring_try_push(&pool->ring, &sentinel, 1) != 0) {
         (void)pthread_mutex_lock(&pool->lock);
         atomic_fetch_add(&pool->space_sleepers, 1);
-        if (jobq__ring_size(&pool->ring) >= pool->ring.limit)
+        if (jobq__ring_size(&pool->ring) >= pool->ring.limit) {
             (void)pthread_cond_wait(&pool->space, &pool->lock);
+        } else {
+            /* Room counted but the cell not free: a worker stalled in its pop. */
+            struct timespec until = jobq__deadline(STALL_PARK_NS);
+
+            (void)pthread_cond_timedwait(&pool->space, &pool->lock, &until);
+        }
         atomic_fetch_sub(&pool->space_sleepers, 1);
         (void)pthread_mutex_unlock(&pool->lock);
     }
@@ -768,12 +819,14 @@ worker_main(void *arg)
 {
     struct worker *w = arg;
     jobq_pool *pool = w->pool;
-    char name[16];
-    int err = 0;
+    char name[16], suffix[12];
+    int err = 0, keep;
 
     current_worker = w;
     atomic_store_explicit(&w->cpu, current_cpu(), memory_order_relaxed);
-    (void)snprintf(name, sizeof(name), "%s-%u", pool->name, w->index);
+    /* The index always fits: the prefix is cut instead, so that no two workers share a name. */
+    keep = (int)(sizeof(name) - 1) - snprintf(suffix, sizeof(suffix), "-%u", w->index);
+    (void)snprintf(name, sizeof(name), "%.*s%s", keep, pool->name, suffix);
     (void)pthread_setname_np(pthread_self(), name);
     if (pool->worker_init != NULL)
         err = pool->worker_init(pool->hook_arg, w->index);
@@ -787,7 +840,7 @@ worker_main(void *arg)
 
     for (;;) {
         struct jobq__entry e;
-        uint64_t t0, ran = 0, failed = 0, dropped = 0;
+        uint64_t t0, ran = 0, dropped = 0;
         int sentinel = 0;
 
         worker_take(pool, w);
@@ -802,7 +855,17 @@ worker_main(void *arg)
                 dropped++;
                 continue;
             }
-            failed += run_entry(pool, &e) != 0;
+            /* Counted per job, so that the stats move during a long batch: the counters are
+             * this worker's alone, so a plain store does (no locked instruction). A release
+             * store: a jobq_pool_wait caller that sees the count (acquire) sees the job's
+             * writes. */
+            if (run_entry(pool, &e) != 0)
+                atomic_store_explicit(&w->failed,
+                                      atomic_load_explicit(&w->failed, memory_order_relaxed) + 1,
+                                      memory_order_relaxed);
+            atomic_store_explicit(&w->completed,
+                                  atomic_load_explicit(&w->completed, memory_order_relaxed) + 1,
+                                  memory_order_release);
             ran++;
         }
         if (dropped > 0) {
@@ -811,9 +874,10 @@ worker_main(void *arg)
         }
         if (ran > 0) {
             atomic_fetch_add_explicit(&w->busy_ns, jobq__now_ns() - t0, memory_order_relaxed);
-            if (failed > 0)
-                atomic_fetch_add_explicit(&w->failed, failed, memory_order_relaxed);
-            atomic_fetch_add(&w->completed, ran);
+            /* The Dekker pair of jobq_pool_wait: our `completed` stores, this fence, then
+             * pool_finish's load of `waiters`, against its seq_cst increment of `waiters`
+             * followed by its loads of the counters. One side sees the other. */
+            atomic_thread_fence(memory_order_seq_cst);
             pool_finish(pool);
         }
         if (sentinel) {
@@ -902,7 +966,7 @@ jobq_pool_create(jobq_pool **ret_pool, const jobq_pool_options *opts)
     memset(pool->workers, 0, wbytes);
     /* glibc's init functions cannot fail with default attributes. */
     (void)pthread_mutex_init(&pool->lock, NULL);
-    (void)pthread_cond_init(&pool->work, NULL);
+    (void)jobq__cond_init_monotonic(&pool->work); /* stall parks are timed (STALL_PARK_NS) */
     (void)jobq__cond_init_monotonic(&pool->space); /* timed_submit deadlines are monotonic */
     (void)pthread_cond_init(&pool->idle, NULL);
     atomic_init(&pool->caller_cpu, -1);
@@ -1037,12 +1101,50 @@ wait_for_space(jobq_pool *pool, enum submit_kind kind, const struct timespec *de
     return r;
 }
 
+/*
+ * A push failed although the ring counts room for it: a worker stalled in its pop holds the
+ * cell (see STALL_PARK_NS), or workers made room since. Retry at once STALL_TRIES times (room
+ * made: the next push works), then sleep until a worker makes room or STALL_PARK_NS pass, or
+ * until `deadline` (if not NULL) when that is sooner. Returns JOBQ_ETIMEDOUT once `deadline`
+ * has passed, else 0: try the push again.
+ */
+static int
+wait_out_stall(jobq_pool *pool, unsigned *tries, const struct timespec *deadline)
+{
+    struct timespec until;
+    unsigned p;
+    int r = 0;
+
+    if (++*tries < STALL_TRIES) {
+        for (p = 0; p < SPIN_PAUSES; p++)
+            cpu_relax();
+        return 0;
+    }
+    *tries = 0;
+    until = jobq__deadline(STALL_PARK_NS);
+    if (deadline != NULL && (deadline->tv_sec < until.tv_sec ||
+                             (deadline->tv_sec == until.tv_sec && deadline->tv_nsec < until.tv_nsec)))
+        until = *deadline;
+    atomic_fetch_add_explicit(&pool->producer_blocks, 1, memory_order_relaxed);
+    (void)pthread_mutex_lock(&pool->lock);
+    atomic_fetch_add(&pool->space_sleepers, 1);
+    if (jobq__ring_size(&pool->ring) < pool->ring.limit && !jobq__ring_closed(&pool->ring) &&
+        pthread_cond_timedwait(&pool->space, &pool->lock, &until) == ETIMEDOUT &&
+        deadline != NULL && until.tv_sec == deadline->tv_sec &&
+        until.tv_nsec == deadline->tv_nsec)
+        r = JOBQ_ETIMEDOUT;
+    atomic_fetch_sub(&pool->space_sleepers, 1);
+    (void)pthread_mutex_unlock(&pool->lock);
+    return r;
+}
+
 static int
 submit_entry(jobq_pool *pool, const struct jobq__entry *e, enum submit_kind kind,
              uint64_t timeout_ns)
 {
     struct timespec deadline = {0, 0};
-    int r;
+    unsigned stall_tries = 0;
+    int r, full;
 
     if (pool == NULL || e->job.run == NULL)
         return JOBQ_EINVAL;
@@ -1057,19 +1159,33 @@ submit_entry(jobq_pool *pool, const struct jobq__entry *e, enum submit_kind kind
         }
         if (r == JOBQ_ECLOSED)
             break;
-        note_full(pool);
+        /* Full by its count, or a stalled cell (see wait_out_stall). */
+        full = jobq__ring_size(&pool->ring) >= pool->ring.limit;
+        if (full)
+            note_full(pool);
         if (kind == SUBMIT_TRY)
             break;
         if (is_own_worker(pool)) {
             run_inline(pool, e);
             return 0;
         }
-        /* Timed submits do not spin: their deadline may be shorter than the spin. */
-        if (kind == SUBMIT_BLOCK && spin_for_space(pool))
-            continue;
+        if (kind == SUBMIT_TIMED && timeout_ns == 0) {
+            r = JOBQ_ETIMEDOUT; /* waits for nothing, so is not counted in producer_blocks */
+            break;
+        }
         if (kind == SUBMIT_TIMED && deadline.tv_sec == 0 && deadline.tv_nsec == 0)
             deadline = jobq__deadline(timeout_ns);
-        r = wait_for_space(pool, kind, &deadline, kind == SUBMIT_BLOCK);
+        if (!full) {
+            r = wait_out_stall(pool, &stall_tries, kind == SUBMIT_TIMED ? &deadline : NULL);
+            if (r == 0)
+                continue;
+        } else {
+            stall_tries = 0;
+            /* Timed submits do not spin: their deadline may be shorter than the spin. */
+            if (kind == SUBMIT_BLOCK && spin_for_space(pool))
+                continue;
+            r = wait_for_space(pool, kind, &deadline, kind == SUBMIT_BLOCK);
+        }
         if (r != 0) {
             /* Timed out; room may have appeared just now: one last try. */
             int again = jobq__ring_try_push(&pool->ring, e, 0);
@@ -1129,7 +1245,8 @@ int
 jobq_pool_submit_batch(jobq_pool *pool, const jobq_job *jobs, size_t n, size_t *ret_submitted)
 {
     size_t done = 0, i;
-    int r = 0;
+    unsigned stall_tries = 0;
+    int r = 0, full;
 
     if (pool == NULL || (jobs == NULL && n > 0))
         return JOBQ_EINVAL;
@@ -1156,11 +1273,18 @@ jobq_pool_submit_batch(jobq_pool *pool, const jobq_job *jobs, size_t n, size_t *
         if (r == JOBQ_ECLOSED)
             break;
         r = 0;
-        note_full(pool);
-        if (is_own_worker(pool))
+        full = jobq__ring_size(&pool->ring) >= pool->ring.limit;
+        if (full)
+            note_full(pool);
+        if (is_own_worker(pool)) {
             run_inline(pool, &staged[0]), done++;
-        else if (!spin_for_space(pool))
-            (void)wait_for_space(pool, SUBMIT_BLOCK, NULL, 1);
+        } else if (!full) {
+            (void)wait_out_stall(pool, &stall_tries, NULL);
+        } else {
+            stall_tries = 0;
+            if (!spin_for_space(pool))
+                (void)wait_for_space(pool, SUBMIT_BLOCK, NULL, 1);
+        }
     }
     if (ret_submitted != NULL)
         *ret_submitted = done;
@@ -1172,7 +1296,7 @@ jobq_pool_wait(jobq_pool *pool)
 {
     if (pool == NULL)
         return JOBQ_EINVAL;
-    if (is_own_worker(pool))
+    if (is_own_worker(pool) || in_own_shutdown(pool))
         return JOBQ_EDEADLK;
     (void)pthread_mutex_lock(&pool->lock);
     atomic_fetch_add(&pool->waiters, 1);
@@ -1189,6 +1313,7 @@ int
 jobq_pool_shutdown(jobq_pool *pool, jobq_shutdown_mode mode, size_t *ret_discarded)
 {
     struct jobq__entry batch[MAX_BATCH];
+    struct shutdown_frame frame;
     size_t ndropped, n, i;
     uint64_t before;
     unsigned started = 0;
@@ -1204,7 +1329,7 @@ jobq_pool_shutdown(jobq_pool *pool, jobq_shutdown_mode mode, size_t *ret_discard
          * from a done callback it runs. */
         if (ret_discarded != NULL)
             *ret_discarded = 0;
-        if (current_shutdown == pool)
+        if (in_own_shutdown(pool))
             return 0;
         (void)pthread_mutex_lock(&pool->lock);
         while (!pool->shut_down)
@@ -1212,7 +1337,9 @@ jobq_pool_shutdown(jobq_pool *pool, jobq_shutdown_mode mode, size_t *ret_discard
         (void)pthread_mutex_unlock(&pool->lock);
         return 0;
     }
-    current_shutdown = pool;
+    frame.pool = pool;
+    frame.outer = current_shutdown;
+    current_shutdown = &frame;
     /* From here every ordinary push fails; a push that won its slot before this line is
      * ahead of the sentinels in FIFO order, so it is drained (or discarded) like the rest. */
     jobq__ring_close(&pool->ring);
@@ -1263,7 +1390,7 @@ jobq_pool_shutdown(jobq_pool *pool, jobq_shutdown_mode mode, size_t *ret_discard
     pool->shut_down = 1;
     (void)pthread_cond_broadcast(&pool->idle);
     (void)pthread_mutex_unlock(&pool->lock);
-    current_shutdown = NULL;
+    current_shutdown = frame.outer;
     if (ret_discarded != NULL)
         *ret_discarded = ndropped;
     return 0;
@@ -1274,7 +1401,7 @@ jobq_pool_destroy(jobq_pool *pool)
 {
     /* From one of its own workers the pool cannot be joined (the caller is a worker); freeing
      * it would pull memory from under running threads, so this is refused (documented). */
-    if (pool == NULL || is_own_worker(pool))
+    if (pool == NULL || is_own_worker(pool) || in_own_shutdown(pool))
         return;
     (void)jobq_pool_shutdown(pool, JOBQ_DRAIN, NULL);
     pool_free(pool);
@@ -1312,6 +1439,8 @@ jobq_pool_get_stats(const jobq_pool *pool, jobq_pool_stats *ret_stats, uint64_t 
         if (busy_ns != NULL && i < n_busy)
             busy_ns[i] = atomic_load_explicit(&w->busy_ns, memory_order_relaxed);
     }
+    for (i = pool->threads; busy_ns != NULL && i < n_busy; i++)
+        busy_ns[i] = 0; /* no such worker */
     s.submitted = queued_count(pool) + atomic_load(&pool->caller_runs);
     s.discarded = atomic_load_explicit(&pool->discarded, memory_order_relaxed);
     s.caller_runs = atomic_load_explicit(&pool->caller_runs, memory_order_relaxed);
@@ -1368,7 +1497,8 @@ jobq_group_wait(jobq_group *group)
 {
     if (group == NULL)
         return JOBQ_EINVAL;
-    if (atomic_load(&group->outstanding) != 0 && is_own_worker(group->pool))
+    if (atomic_load(&group->outstanding) != 0 &&
+        (is_own_worker(group->pool) || in_own_shutdown(group->pool)))
         return JOBQ_EDEADLK;
     (void)pthread_mutex_lock(&group->lock);
     group->waiters++;
@@ -1384,9 +1514,10 @@ jobq_group_destroy(jobq_group *group)
 {
     if (group == NULL)
         return;
-    if (is_own_worker(group->pool)) {
+    if (is_own_worker(group->pool) || in_own_shutdown(group->pool)) {
         /* A worker must not wait for queued jobs (with one worker they would never run), and
-         * must not free the group under them: the last of them frees it (group_finish). */
+         * must not free the group under them: the last of them frees it (group_finish). A
+         * done callback of a discarded job may be its group's last job still counted. */
         (void)pthread_mutex_lock(&group->lock);
         if (atomic_load(&group->outstanding) != 0) {
             group->orphaned = 1;
@@ -1477,17 +1608,41 @@ pfor_take(struct pfor *pf, size_t *b, size_t *e)
     return 1;
 }
 
+/*
+ * After an error: hand out no more chunks, and count the indexes never handed out as done.
+ * Moving `next` to its end is what stops the others, inside the same atomic order as their
+ * claims, so every chunk claimed before it still runs and every one after is never claimed.
+ * Skipping chunks already claimed instead (checking the error after the claim) let a chunk
+ * that waits for an earlier one - which the header allows - wait forever for one skipped.
+ * Returns the indexes this call took out of circulation (0 if another error came first).
+ */
+static size_t
+pfor_stop(struct pfor *pf)
+{
+    size_t old;
+
+    if (pf->grain != 0) {
+        old = atomic_exchange_explicit(&pf->next, pf->nchunks, memory_order_relaxed);
+        return old < pf->nchunks ? (pf->end - pf->begin) - old * pf->grain : 0;
+    }
+    old = atomic_exchange_explicit(&pf->next, pf->end, memory_order_relaxed);
+    return old < pf->end ? pf->end - old : 0;
+}
+
 /* Take and run chunks until none are left. */
 static void
 pfor_work(struct pfor *pf)
 {
     size_t b, e, finished = 0;
+    int err;
 
     while (pfor_take(pf, &b, &e)) {
-        /* After an error the remaining chunks are skipped, but still counted as done. */
-        if (atomic_load_explicit(&pf->err, memory_order_relaxed) == 0)
-            record_error(&pf->err, pf->fn(pf->ctx, b, e));
+        err = pf->fn(pf->ctx, b, e);
         finished += e - b;
+        if (err != 0) {
+            record_error(&pf->err, err);
+            finished += pfor_stop(pf);
+        }
     }
     if (finished > 0 && atomic_fetch_add(&pf->done, finished) + finished == pf->end - pf->begin) {
         (void)pthread_mutex_lock(&pf->lock);

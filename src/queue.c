@@ -68,11 +68,20 @@ jobq__deadline(uint64_t timeout_ns)
     struct timespec ts;
     uint64_t sec;
 
+    /* The largest time_t: 2^31 - 1 where it is 32 bits (i386, armhf without _TIME_BITS=64). */
+    const uint64_t time_max = sizeof(time_t) >= 8 ? (uint64_t)INT64_MAX : (uint64_t)INT32_MAX;
+    uint64_t room;
+
     (void)clock_gettime(CLOCK_MONOTONIC, &ts);
     sec = timeout_ns / 1000000000u;
-    /* Clamp absurd timeouts to ~100 years instead of overflowing time_t. */
+    /* Clamp absurd timeouts to ~100 years, and below the largest time_t (one second kept for
+     * the nanoseconds' carry): a 32-bit time_t cannot hold 100 years from boot, and the
+     * wrapped sum was a deadline in the past, so "forever" timed out at once. */
+    room = time_max - (uint64_t)ts.tv_sec - 1;
     if (sec > 3153600000u)
         sec = 3153600000u;
+    if (sec > room)
+        sec = room;
     ts.tv_sec += (time_t)sec;
     ts.tv_nsec += (long)(timeout_ns % 1000000000u);
     if (ts.tv_nsec >= 1000000000L) {

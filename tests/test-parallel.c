@@ -377,6 +377,45 @@ Test(parallel, chunks_taken_in_order_may_wait_for_earlier_ones, .timeout = 60)
     }
 }
 
+/*
+ * The same chain with a failing chunk: after the error no further chunk is handed out, but a
+ * chunk already taken always runs - skipping one (an error check after the claim) left the
+ * chunks behind it waiting forever for it. So the chunks that ran are exactly a prefix of
+ * the range, the error is returned, and the call returns (a hang shows as the timeout). With
+ * more threads than CPUs, a thread is often pre-empted between its claim and its chunk.
+ */
+#define ORDER_FAIL_AT 40
+
+static int
+failing_order_chunk(void *ctx, size_t b, size_t e)
+{
+    int r = order_chunk(ctx, b, e);
+
+    return r != 0 ? r : (b <= ORDER_FAIL_AT && ORDER_FAIL_AT < e ? -9 : 0);
+}
+
+Test(parallel, chunks_taken_before_an_error_still_run, .timeout = 120)
+{
+    struct order *o;
+    unsigned rep, i, ran;
+    jobq_pool *p = make_pool(4, 64);
+
+    o = calloc(1, sizeof(*o));
+    cr_assert_not_null(o);
+    for (rep = 0; rep < (unsigned)test_scaled(200, 10); rep++) {
+        memset(o, 0, sizeof(*o));
+        cr_assert_eq(jobq_pool_parallel_for(p, 0, ORDER_N, 1, failing_order_chunk, o), -9);
+        ran = (unsigned)atomic_load(&o->finished);
+        cr_assert_gt(ran, ORDER_FAIL_AT, "the failing chunk and all before it ran");
+        for (i = 0; i < ORDER_N; i++)
+            cr_assert_eq(atomic_load(&o->ran[i]), i < ran ? 1 : 0,
+                         "rep %u: chunk %u ran %d times (%u ran in all)", rep, i,
+                         atomic_load(&o->ran[i]), ran);
+    }
+    free(o);
+    jobq_pool_destroy(p);
+}
+
 #ifdef __linux__
 #include <sched.h>
 

@@ -491,6 +491,91 @@ Test(pool, shutdown_from_a_discarded_jobs_done_returns, .timeout = 30)
     test_gate_fini(&g);
 }
 
+/*
+ * Done callbacks that a DISCARD shutdown runs on its own thread, calling back into the pool
+ * being shut down: waits are refused (they would wait for the very job whose done is running:
+ * it is counted only after its done returns), destroy is ignored (it would free the pool under
+ * the shutdown), destroying the job's group defers the free to the group's last job, and a
+ * shutdown of another pool in between must not make a later callback's shutdown of the first
+ * pool wait for itself (one thread-local mark used to be cleared by the inner shutdown).
+ */
+struct reentry {
+    jobq_pool *p;
+    jobq_group *grp;
+    pthread_t on;
+    int r_wait, r_gwait, r_other, r_shut, calls;
+};
+
+static void
+reentry_first_done(void *arg, int err)
+{
+    struct reentry *re = arg;
+    jobq_pool *other;
+    jobq_pool_options o;
+
+    if (err != JOBQ_ECANCELED)
+        return;
+    re->on = pthread_self();
+    re->calls++;
+    re->r_wait = jobq_pool_wait(re->p);
+    re->r_gwait = jobq_group_wait(re->grp);
+    jobq_pool_destroy(re->p);
+    jobq_group_destroy(re->grp);
+    jobq_pool_options_init(&o);
+    o.threads = 1;
+    re->r_other = jobq_pool_create(&other, &o);
+    if (re->r_other == 0) {
+        re->r_other = jobq_pool_shutdown(other, JOBQ_DRAIN, NULL);
+        jobq_pool_destroy(other);
+    }
+}
+
+static void
+reentry_second_done(void *arg, int err)
+{
+    struct reentry *re = arg;
+
+    if (err != JOBQ_ECANCELED)
+        return;
+    re->calls++;
+    re->r_shut = jobq_pool_shutdown(re->p, JOBQ_DRAIN, NULL);
+}
+
+Test(pool, waits_and_destroy_from_a_discarded_jobs_done_are_refused, .timeout = 30)
+{
+    jobq_pool *p = make_pool(1, 16);
+    struct test_gate g;
+    struct acct a;
+    struct reentry re;
+    jobq_job first = {acct_run, reentry_first_done, NULL};
+    jobq_job second = {acct_run, reentry_second_done, NULL}, last = {acct_run, acct_done, NULL};
+    size_t discarded = 0;
+
+    memset(&re, 0, sizeof(re));
+    re.p = p;
+    re.r_wait = re.r_gwait = re.r_other = re.r_shut = -1;
+    cr_assert_eq(jobq_group_create(&re.grp, p), 0);
+    first.arg = second.arg = &re;
+    last.arg = &a;
+    /* The gate opens when `last` is dropped: the worker stays held until first and second
+     * have been dropped by this thread. */
+    hold_worker_until_a_discard(p, &g, &a);
+    cr_assert_eq(jobq_group_submit(re.grp, &first), 0);
+    cr_assert_eq(jobq_pool_submit(p, &second), 0);
+    cr_assert_eq(jobq_pool_submit(p, &last), 0);
+    cr_assert_eq(jobq_pool_shutdown(p, JOBQ_DISCARD, &discarded), 0);
+    cr_expect_eq(re.calls, 2);
+    cr_expect(pthread_equal(re.on, pthread_self()), "dropped on the shutting-down thread");
+    cr_expect_eq(re.r_wait, JOBQ_EDEADLK, "pool wait: %d", re.r_wait);
+    cr_expect_eq(re.r_gwait, JOBQ_EDEADLK, "group wait: %d", re.r_gwait);
+    cr_expect_eq(re.r_other, 0);
+    cr_expect_eq(re.r_shut, 0);
+    cr_expect_eq(discarded, 3);
+    cr_expect_eq(atomic_load(&a.runs), 0);
+    jobq_pool_destroy(p);
+    test_gate_fini(&g);
+}
+
 /* A job that takes a while, then records that it ran. */
 static int
 slow_flag_run(void *arg)
@@ -1144,7 +1229,9 @@ hook_init(void *arg, unsigned index)
     atomic_fetch_add(&h->init[index], 1);
     hook_index = (int)index;
     /* The thread is named before its init hook runs. */
-    (void)snprintf(want, sizeof(want), "%s-%u", h->prefix, index);
+    /* A long prefix is cut so that "-<index>" fits Linux's 15 bytes. */
+    (void)snprintf(want, sizeof(want), "%.*s-%u", (int)(13 - (index >= 10) - (index >= 100)),
+                   h->prefix, index);
     if (pthread_getname_np(pthread_self(), name, sizeof(name)) != 0 || strcmp(name, want) != 0)
         atomic_fetch_add(&h->name_errors, 1);
     return (int)index == h->fail_index ? -77 : 0;
@@ -1244,6 +1331,26 @@ Test(pool, custom_thread_name_prefix, .timeout = 10)
     jobq_pool_destroy(p);
     cr_expect_eq(atomic_load(&h.name_errors), 0, "threads are not named mywork-<i>");
     cr_expect_eq(atomic_load(&h.init[0]) + atomic_load(&h.init[1]) + atomic_load(&h.init[2]), 3);
+}
+
+/* A prefix of 15 bytes (Linux's limit for the whole name) is cut, never the index. */
+Test(pool, long_thread_name_prefix_keeps_the_index, .timeout = 10)
+{
+    struct hooks h;
+    jobq_pool_options o;
+    jobq_pool *p = NULL;
+
+    memset(&h, 0, sizeof(h));
+    h.fail_index = -1;
+    h.prefix = "abcdefghijklmno";
+    jobq_pool_options_init(&o);
+    o.threads = HOOK_THREADS;
+    o.worker_init = hook_init;
+    o.hook_arg = &h;
+    o.name = h.prefix;
+    cr_assert_eq(jobq_pool_create(&p, &o), 0);
+    jobq_pool_destroy(p);
+    cr_expect_eq(atomic_load(&h.name_errors), 0, "threads are not named abcdefghijklm-<i>");
 }
 
 /* Threads of this process at rest, after one pool came and went: sanitizer runtimes start
@@ -1551,6 +1658,42 @@ Test(pool, bad_arguments, .timeout = 10)
 }
 
 /* ---- statistics -------------------------------------------------------------------------- */
+
+/* `completed` moves per job, not per batch a worker took: with one worker, the jobs queued
+ * while it is held are taken in one batch, and the job that then blocks must not hide the one
+ * that finished before it (the counters used to be added when the batch ended, so long jobs
+ * showed no progress). busy_ns slots past the worker count are zeroed, not left alone. */
+Test(pool, completed_counts_each_job_during_a_long_batch, .timeout = 30)
+{
+    jobq_pool *p = make_pool(1, 16);
+    struct test_gate g1, g2;
+    jobq_job hold = {gate_run, NULL, NULL}, quick = {nop_run, NULL, NULL};
+    jobq_job block = {gate_run, NULL, NULL};
+    jobq_pool_stats st;
+    uint64_t busy[3] = {7, 7, 7};
+
+    test_gate_init(&g1);
+    test_gate_init(&g2);
+    hold.arg = &g1;
+    block.arg = &g2;
+    cr_assert_eq(jobq_pool_submit(p, &hold), 0);
+    test_gate_await_arrivals(&g1, 1);
+    cr_assert_eq(jobq_pool_submit(p, &quick), 0);
+    cr_assert_eq(jobq_pool_submit(p, &block), 0);
+    test_gate_open(&g1);
+    test_gate_await_arrivals(&g2, 1);
+    cr_assert_eq(jobq_pool_get_stats(p, &st, busy, 3), 0);
+    cr_expect_eq(st.completed, 2, "hold and quick finished, block runs: completed %llu",
+                 (unsigned long long)st.completed);
+    cr_expect_eq(st.submitted, 3);
+    cr_expect_eq(busy[1], 0, "no worker 1");
+    cr_expect_eq(busy[2], 0, "no worker 2");
+    test_gate_open(&g2);
+    cr_assert_eq(jobq_pool_wait(p), 0);
+    jobq_pool_destroy(p);
+    test_gate_fini(&g1);
+    test_gate_fini(&g2);
+}
 
 struct stats_reader {
     jobq_pool *p;
