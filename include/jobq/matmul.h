@@ -89,14 +89,18 @@ int jobq_matmul_kernel_parse(const char *name, jobq_matmul_kernel *ret_kernel);
 
 /*
  * C = A x B, where A is m x k with row stride lda, B is k x n with row stride ldb and C is m x n
- * with row stride ldc (all in elements, row-major). C is overwritten; it must not overlap A or B.
+ * with row stride ldc (all in elements, row-major). C is overwritten. C's address range - from
+ * C to the end of its last row, [C, C + (m - 1) ldc + n) - must not intersect A's
+ * ([A, A + (m - 1) lda + k)) or B's ([B, B + (k - 1) ldb + n)): the check is on whole ranges, so
+ * a C placed in the gaps between A's or B's rows (stride > width) is refused too, although it
+ * would not overlap any element. A and B may overlap each other (A == B is fine).
  * `pool` may be NULL: then everything runs on the calling thread. opts NULL means defaults.
  *
- * Errors: JOBQ_EINVAL (NULL matrix, m, n or k zero, lda < k, ldb < n, ldc < n, C overlapping A
- * or B, an unknown or unsupported kernel or dispatch), JOBQ_EOVERFLOW (a matrix extent or a
- * buffer size does not fit in size_t), JOBQ_ENOMEM, JOBQ_EDEADLK (GROUP dispatch from a worker of
- * `pool`), JOBQ_EAGAIN (opts->workspace in use by another call), or an error of the pool
- * (JOBQ_ECLOSED). On error C may be partly written.
+ * Errors: JOBQ_EINVAL (NULL matrix, m, n or k zero, lda < k, ldb < n, ldc < n, C's range
+ * intersecting A's or B's as above, an unknown or unsupported kernel or dispatch),
+ * JOBQ_EOVERFLOW (a matrix extent or a buffer size does not fit in size_t), JOBQ_ENOMEM,
+ * JOBQ_EDEADLK (GROUP dispatch from a worker of `pool`), JOBQ_EAGAIN (opts->workspace in use
+ * by another call), or an error of the pool (JOBQ_ECLOSED). On error C may be partly written.
  * Thread-safe: any number of calls may run at once, on the same pool or not (each with its own
  * workspace, or none).
  */
@@ -120,16 +124,24 @@ typedef struct jobq_matmul_check {
     size_t first_col;
     double first_c;    /* C and R at the first failure */
     double first_r;
-    double max_ratio;  /* largest |C - R| / bound over all elements; INFINITY if some element
-                        * differs where the bound is 0 or is NaN on one side only */
+    double max_ratio;  /* largest |C - R| / bound over the elements that differ (0 when none
+                        * does); INFINITY where some element's ratio is undefined (see
+                        * jobq_matmul_verify), which is then also a failure. Never NaN. */
 } jobq_matmul_check;
 
 /*
  * Compare C (m x n, stride ldc) with a reference R (stride ldr) of the product of A and B:
- * element (i, j) passes when C == R (also both NaN) or |C - R| <= 2 k u (|A| |B|)_ij with
- * u = 2^-53. |A| |B| is computed here by the plain triple loop (not by the packed kernels), its
- * rows spread over `pool` (may be NULL). Returns 0 with *ret_check filled whether or not the
- * check passed (look at ret_check->failures); errors as jobq_matmul (ldr < n is JOBQ_EINVAL).
+ * element (i, j) passes when C == R (the same infinity included), when both are NaN (what the
+ * arithmetic gives for Inf x 0 or Inf - Inf in the inputs), or when both are finite and
+ * |C - R| <= 2 k u (|A| |B|)_ij with u = 2^-53. It fails, with ratio INFINITY, when only one
+ * side is NaN, when either side is infinite and they differ (-Inf vs +Inf, a finite value vs
+ * Inf), when |C - R| overflows, when the bound is 0 and they differ, or when the bound is not
+ * finite because of an Inf or NaN in row i of A or column j of B: an infinite bound never
+ * passes an element. Where |A| |B| overflows for finite inputs, the bound is recomputed with
+ * scaling, so the element is still checked. |A| |B| is computed here by the plain triple loop
+ * (not by the packed kernels), its rows spread over `pool` (may be NULL). Returns 0 with
+ * *ret_check filled whether or not the check passed (look at ret_check->failures); errors as
+ * jobq_matmul (ldr < n is JOBQ_EINVAL).
  */
 int jobq_matmul_verify(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size_t lda,
                        const double *B, size_t ldb, const double *C, size_t ldc, const double *R,

@@ -7,6 +7,7 @@
  * arguments must be refused with the documented codes.
  */
 #define _GNU_SOURCE /* test-util.h: sched_getaffinity */
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -261,6 +262,103 @@ Test(matmul, verifier_catches_planted_wrong_product)
     free(B);
     free(C);
     free(R);
+}
+
+/* One 1 x 1 x 1 check of C against R with A = a, B = 1. */
+static jobq_matmul_check
+verify_one(double a, double c, double r)
+{
+    const double b = 1.0;
+    jobq_matmul_check check;
+
+    cr_assert_eq(jobq_matmul_verify(NULL, 1, 1, 1, &a, 1, &b, 1, &c, 1, &r, 1, &check), 0);
+    return check;
+}
+
+/* An infinite bound (an Inf in A) must not pass everything: diff <= +Inf held for any C. */
+Test(matmul, verifier_fails_non_finite_mismatches)
+{
+    jobq_matmul_check ch;
+
+    ch = verify_one(INFINITY, -INFINITY, INFINITY);
+    cr_assert_eq(ch.failures, 1, "-Inf vs +Inf passed");
+    cr_assert_eq(ch.first_c, -INFINITY);
+    cr_assert(isinf(ch.max_ratio) && ch.max_ratio > 0, "max_ratio %g", ch.max_ratio);
+    ch = verify_one(INFINITY, 1.0, INFINITY);
+    cr_assert_eq(ch.failures, 1, "1 vs +Inf passed");
+    cr_assert(isinf(ch.max_ratio), "max_ratio %g", ch.max_ratio);
+    ch = verify_one(1.0, INFINITY, 1.0);
+    cr_assert_eq(ch.failures, 1, "+Inf vs 1 passed");
+    /* Finite C and R that differ, with an Inf in A: no bound can be computed, so a failure. */
+    ch = verify_one(INFINITY, 1.0, 2.0);
+    cr_assert_eq(ch.failures, 1);
+    cr_assert(isinf(ch.max_ratio), "max_ratio %g", ch.max_ratio);
+    /* NaN in C where R is finite, and the other way round: failures with ratio INFINITY. */
+    ch = verify_one(2.0, NAN, 2.0);
+    cr_assert_eq(ch.failures, 1);
+    cr_assert(isinf(ch.max_ratio), "max_ratio %g", ch.max_ratio);
+    ch = verify_one(2.0, 2.0, NAN);
+    cr_assert_eq(ch.failures, 1);
+    /* A difference that overflows, between finite values, fails. */
+    ch = verify_one(DBL_MAX, DBL_MAX, -DBL_MAX);
+    cr_assert_eq(ch.failures, 1);
+    cr_assert(isinf(ch.max_ratio), "max_ratio %g", ch.max_ratio);
+    /* Equal values pass: the same infinity, and NaN against NaN (the documented choice). */
+    ch = verify_one(INFINITY, INFINITY, INFINITY);
+    cr_assert_eq(ch.failures, 0);
+    cr_assert_eq(ch.max_ratio, 0.0);
+    ch = verify_one(NAN, NAN, NAN);
+    cr_assert_eq(ch.failures, 0);
+}
+
+/* |A| |B| overflows for finite terms that cancel: the bound is recomputed with scaling, so a
+ * small error still passes and a large one still fails (an infinite bound passed both). */
+Test(matmul, verifier_checks_elements_whose_bound_overflows)
+{
+    const double A[2] = {1e308, 1e308}, B[2] = {1.0, -1.0};
+    /* bound = 2 k u (|A| |B|) = 4 * 2^-53 * 2e308, about 8.9e292 (2e308 itself overflows). */
+    const double bound = 8.0 * 0x1p-53 * 1e308;
+    double C = 0.0, R;
+    jobq_matmul_check ch;
+
+    R = 0.5 * bound;
+    cr_assert_eq(jobq_matmul_verify(NULL, 1, 1, 2, A, 2, B, 1, &C, 1, &R, 1, &ch), 0);
+    cr_assert_eq(ch.failures, 0);
+    cr_assert(ch.max_ratio > 0.45 && ch.max_ratio < 0.55, "max_ratio %g", ch.max_ratio);
+    R = 2.0 * bound;
+    cr_assert_eq(jobq_matmul_verify(NULL, 1, 1, 2, A, 2, B, 1, &C, 1, &R, 1, &ch), 0);
+    cr_assert_eq(ch.failures, 1);
+    cr_assert(ch.max_ratio > 1.9 && ch.max_ratio < 2.1, "max_ratio %g", ch.max_ratio);
+}
+
+/*
+ * A real disagreement that only Inf exposes: a_0 = a_512 = DBL_MAX, a_513 = -DBL_MAX, B all
+ * ones. The naive reference overflows at p = 512 and stays +Inf; jobq_matmul sums k in blocks
+ * of 512 and gets DBL_MAX (the exact answer). The verifier must report it, not pass it under an
+ * infinite bound.
+ */
+Test(matmul, verifier_reports_overflow_only_in_the_reference)
+{
+    const size_t k = 514;
+    double *A = calloc(k, sizeof(double)), *B = malloc(k * sizeof(double)), C, R;
+    jobq_matmul_check ch;
+    size_t p;
+
+    cr_assert(A != NULL && B != NULL);
+    for (p = 0; p < k; p++)
+        B[p] = 1.0;
+    A[0] = DBL_MAX;
+    A[512] = DBL_MAX;
+    A[513] = -DBL_MAX;
+    cr_assert_eq(jobq_matmul(NULL, 1, 1, k, A, k, B, 1, &C, 1, NULL), 0);
+    cr_assert_eq(jobq_matmul_reference(NULL, 1, 1, k, A, k, B, 1, &R, 1), 0);
+    cr_assert_eq(R, INFINITY);
+    cr_assert(isfinite(C), "C = %g", C);
+    cr_assert_eq(jobq_matmul_verify(NULL, 1, 1, k, A, k, B, 1, &C, 1, &R, 1, &ch), 0);
+    cr_assert_eq(ch.failures, 1);
+    cr_assert(isinf(ch.max_ratio), "max_ratio %g", ch.max_ratio);
+    free(A);
+    free(B);
 }
 
 Test(matmul, bad_arguments_are_refused)

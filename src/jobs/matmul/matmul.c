@@ -411,9 +411,13 @@ compute_rows(const struct mm_call *mc, const double *bpack, double *apack, size_
     const size_t mr = mc->kern->mr, nr = mc->kern->nr, nc_panels = MM_NC_COLS / nr;
     const jobq__mm_kernel_fn kern = mc->kern->fn;
     size_t s, i0, pc, jc, jend, jp, ir, mcur, kcur, mrcur, ncur, r;
-    /* Zeroed: an edge tile that adds to C fills only its mrcur x ncur corner, and the kernel
-     * adds into all of it (the rest is thrown away, but must not be garbage: a stray signalling
-     * NaN would raise FP exceptions, and MemorySanitizer would flag the read). */
+    /* Zeroed once here, not per edge tile: an edge tile that adds to C refreshes only its
+     * mrcur x ncur corner from C, but the kernel reads and adds into all mr x nr. Outside the
+     * corner it finds zeros on the first edge tile and afterwards whatever earlier edge tiles
+     * stored there: their own results, or sums over the zero padding of the packed panels -
+     * values the kernel computed (Inf or a quiet NaN only where the data produce them), never
+     * uninitialised memory. That part is thrown away; it only must not be garbage (a stray
+     * signalling NaN would raise FP exceptions, and MemorySanitizer would flag the read). */
     _Alignas(MM_ALIGN) double tile[MM_TILE_MAX] = {0};
     int load;
 
