@@ -44,7 +44,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "kernels.h"
 #include "matmul-internal.h"
@@ -65,6 +67,27 @@
 #endif
 #ifndef MM_MC_LARGE
 #define MM_MC_LARGE 96
+#endif
+/*
+ * MC for a B of at most MM_MC_LARGE_B elements where the core's L2 holds at least MM_BIG_L2
+ * bytes, capped so that the rows still give every computing thread MM_MC_TASKS slices of MC.
+ * The MC = 16 above was measured on Zen 4 (1 MiB L2) and Zen 3 (512 KiB); on a 2-vCPU Intel
+ * Xeon VM (AVX-512, 2 MiB L2 per core, 480 MiB L3) it left each packed B micro-panel used by
+ * two register tiles only, and the AVX-512 kernel at 0.72-0.87 of OpenBLAS at N = 512-1024.
+ * bench-matmul, ratio to OpenBLAS in the same run, 3 runs each, 1 / 2 threads: N = 1024
+ * 0.775-0.831 / 0.758-0.801 (MC 16) -> 0.969-0.995 / 0.952-0.984 (MC 96, cap 4); N = 512
+ * 0.81-0.87 / 0.89-0.95 -> 1.008-1.017 / 1.053-1.062; N = 256, 2 threads: MC 96 without the
+ * cap made 3 row blocks for 3 computing threads (0.94-0.97), with it 1.24-1.28. Caps of 2 and
+ * 8 measured no better; KC 128-1024 and NC 2040 no better at N = 1024-2048 on that VM.
+ */
+#ifndef MM_MC_BIG_L2
+#define MM_MC_BIG_L2 96
+#endif
+#ifndef MM_BIG_L2
+#define MM_BIG_L2 ((size_t)2 << 20)
+#endif
+#ifndef MM_MC_TASKS
+#define MM_MC_TASKS 4
 #endif
 /* MM_MC_LARGE when B has more elements than this (N = 1448 for square matrices). */
 #define MM_MC_LARGE_B ((size_t)1 << 21)
@@ -617,6 +640,60 @@ dispatch(struct mm_call *mc, jobq_matmul_dispatch how, size_t count, size_t grai
     return err != 0 ? err : werr;
 }
 
+/*
+ * The L2 size of CPU 0 in bytes (0 if unknown): sysfs, else sysconf. A hardware fact like the
+ * kernel dispatch's CPU flags, so it is read once and cached (first calls that race store the
+ * same value).
+ */
+static size_t
+l2_bytes(void)
+{
+    static atomic_size_t cached; /* 0: not read yet; SIZE_MAX: unknown */
+    size_t v = atomic_load_explicit(&cached, memory_order_relaxed);
+    char path[80], buf[32];
+    unsigned idx;
+    long sc;
+
+    if (v != 0)
+        return v == SIZE_MAX ? 0 : v;
+    v = SIZE_MAX;
+    for (idx = 0; idx < 8 && v == SIZE_MAX; idx++) {
+        FILE *f;
+        int level = 0;
+        char unit = 0;
+        unsigned long size = 0;
+
+        (void)snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu0/cache/index%u/level",
+                       idx);
+        f = fopen(path, "r");
+        if (f == NULL)
+            break;
+        if (fgets(buf, sizeof(buf), f) != NULL)
+            level = atoi(buf);
+        (void)fclose(f);
+        if (level != 2)
+            continue;
+        (void)snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu0/cache/index%u/size",
+                       idx);
+        f = fopen(path, "r");
+        if (f == NULL)
+            break;
+        if (fgets(buf, sizeof(buf), f) != NULL && sscanf(buf, "%lu%c", &size, &unit) >= 1)
+            v = unit == 'K' ? size << 10 : unit == 'M' ? size << 20 : size;
+        (void)fclose(f);
+    }
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    if (v == SIZE_MAX && (sc = sysconf(_SC_LEVEL2_CACHE_SIZE)) > 0)
+        v = (size_t)sc;
+#else
+    (void)sc;
+#endif
+    if (v == 0)
+        v = SIZE_MAX;
+    atomic_store_explicit(&cached, v, memory_order_relaxed);
+    return v == SIZE_MAX ? 0 : v;
+}
+
 int
 jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size_t lda,
             const double *B, size_t ldb, double *C, size_t ldc, const jobq_matmul_options *opts)
@@ -666,7 +743,14 @@ jobq_matmul(jobq_pool *pool, size_t m, size_t n, size_t k, const double *A, size
     /* A buffers: one per worker (by index) and one for a calling thread that is not a worker. */
     mc.nslots = pool != NULL ? (size_t)jobq_pool_threads(pool) + 1 : 1;
 
-    mc_rows = k > MM_MC_LARGE_B / n ? MM_MC_LARGE : MM_MC_SMALL;
+    if (k > MM_MC_LARGE_B / n)
+        mc_rows = MM_MC_LARGE;
+    else
+        mc_rows = l2_bytes() >= MM_BIG_L2 ? MM_MC_BIG_L2 : MM_MC_SMALL;
+#if MM_MC_TASKS > 0
+    if (mc_rows > (m + MM_MC_TASKS * threads - 1) / (MM_MC_TASKS * threads))
+        mc_rows = (m + MM_MC_TASKS * threads - 1) / (MM_MC_TASKS * threads);
+#endif
     mc_rows = (mc_rows + mr - 1) / mr * mr;
     if (opts->block_rows != 0) {
         mc.block_rows = opts->block_rows;
