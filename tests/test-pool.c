@@ -1313,23 +1313,32 @@ Test(pool, hooks_once_per_worker_and_worker_index, .timeout = 30)
     cr_expect_eq(atomic_load(&h.name_errors), 0, "threads are not named jobq-<i>");
 }
 
-Test(pool, custom_thread_name_prefix, .timeout = 10)
+/* A pool of `threads` workers named `prefix`: hook_init checks each name; returns the count
+ * of names that were not as expected. */
+static unsigned
+named_pool_errors(const char *prefix, unsigned threads, struct hooks *h)
 {
-    struct hooks h;
     jobq_pool_options o;
     jobq_pool *p = NULL;
 
-    memset(&h, 0, sizeof(h));
-    h.fail_index = -1;
-    h.prefix = "mywork";
+    memset(h, 0, sizeof(*h));
+    h->fail_index = -1;
+    h->prefix = prefix;
     jobq_pool_options_init(&o);
-    o.threads = 3;
+    o.threads = threads;
     o.worker_init = hook_init;
-    o.hook_arg = &h;
-    o.name = "mywork";
+    o.hook_arg = h;
+    o.name = prefix;
     cr_assert_eq(jobq_pool_create(&p, &o), 0);
     jobq_pool_destroy(p);
-    cr_expect_eq(atomic_load(&h.name_errors), 0, "threads are not named mywork-<i>");
+    return atomic_load(&h->name_errors);
+}
+
+Test(pool, custom_thread_name_prefix, .timeout = 10)
+{
+    struct hooks h;
+
+    cr_expect_eq(named_pool_errors("mywork", 3, &h), 0, "threads are not named mywork-<i>");
     cr_expect_eq(atomic_load(&h.init[0]) + atomic_load(&h.init[1]) + atomic_load(&h.init[2]), 3);
 }
 
@@ -1337,20 +1346,9 @@ Test(pool, custom_thread_name_prefix, .timeout = 10)
 Test(pool, long_thread_name_prefix_keeps_the_index, .timeout = 10)
 {
     struct hooks h;
-    jobq_pool_options o;
-    jobq_pool *p = NULL;
 
-    memset(&h, 0, sizeof(h));
-    h.fail_index = -1;
-    h.prefix = "abcdefghijklmno";
-    jobq_pool_options_init(&o);
-    o.threads = HOOK_THREADS;
-    o.worker_init = hook_init;
-    o.hook_arg = &h;
-    o.name = h.prefix;
-    cr_assert_eq(jobq_pool_create(&p, &o), 0);
-    jobq_pool_destroy(p);
-    cr_expect_eq(atomic_load(&h.name_errors), 0, "threads are not named abcdefghijklm-<i>");
+    cr_expect_eq(named_pool_errors("abcdefghijklmno", HOOK_THREADS, &h), 0,
+                 "threads are not named abcdefghijklm-<i>");
 }
 
 /* Threads of this process at rest, after one pool came and went: sanitizer runtimes start

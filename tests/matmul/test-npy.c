@@ -428,6 +428,26 @@ Test(npy, save_replaces_the_file_only_when_complete)
     free(before);
 }
 
+/* Run a shell command line with stderr to err.txt; returns its exit status, stderr in `err`. */
+static int
+run_cmd(const char *line, char *err, size_t err_len)
+{
+    char cmd[1200];
+    FILE *f;
+    size_t n;
+    int st;
+
+    (void)snprintf(cmd, sizeof(cmd), "%s 2>'%s'", line, path_of("err.txt"));
+    st = system(cmd);
+    cr_assert(WIFEXITED(st), "%s did not exit normally", cmd);
+    f = fopen(path_of("err.txt"), "r");
+    cr_assert_not_null(f);
+    n = fread(err, 1, err_len - 1, f);
+    err[n] = '\0';
+    (void)fclose(f);
+    return WEXITSTATUS(st);
+}
+
 /* Run the executable with arguments; returns its exit status, stdout in `out` (if not NULL),
  * stderr in `err`. */
 static int
@@ -439,15 +459,8 @@ run_exe_out(const char *args, char *out, size_t out_len, char *err, size_t err_l
     size_t n;
     int st;
 
-    (void)snprintf(cmd, sizeof(cmd), "'%s' %s >'%s' 2>'%s'", exe, args, path_of("out.txt"),
-                   path_of("err.txt"));
-    st = system(cmd);
-    cr_assert(WIFEXITED(st), "%s did not exit normally", cmd);
-    f = fopen(path_of("err.txt"), "r");
-    cr_assert_not_null(f);
-    n = fread(err, 1, err_len - 1, f);
-    err[n] = '\0';
-    (void)fclose(f);
+    (void)snprintf(cmd, sizeof(cmd), "'%s' %s >'%s'", exe, args, path_of("out.txt"));
+    st = run_cmd(cmd, err, err_len);
     if (out != NULL) {
         f = fopen(path_of("out.txt"), "r");
         cr_assert_not_null(f);
@@ -455,7 +468,7 @@ run_exe_out(const char *args, char *out, size_t out_len, char *err, size_t err_l
         out[n] = '\0';
         (void)fclose(f);
     }
-    return WEXITSTATUS(st);
+    return st;
 }
 
 static int
@@ -579,20 +592,9 @@ static int
 run_sh(const char *line, char *err, size_t err_len)
 {
     char cmd[1024];
-    FILE *f;
-    size_t n;
-    int st;
 
-    (void)snprintf(cmd, sizeof(cmd), "E='%s'; %s 2>'%s'", getenv("JOBQ_MATMUL_EXE"), line,
-                   path_of("err.txt"));
-    st = system(cmd);
-    cr_assert(WIFEXITED(st), "%s did not exit normally", cmd);
-    f = fopen(path_of("err.txt"), "r");
-    cr_assert_not_null(f);
-    n = fread(err, 1, err_len - 1, f);
-    err[n] = '\0';
-    (void)fclose(f);
-    return WEXITSTATUS(st);
+    (void)snprintf(cmd, sizeof(cmd), "E='%s'; %s", getenv("JOBQ_MATMUL_EXE"), line);
+    return run_cmd(cmd, err, err_len);
 }
 
 /* Results that cannot be written to standard output are a failure (3, like --save), with a
