@@ -432,7 +432,7 @@ Test(npy, save_replaces_the_file_only_when_complete)
 static int
 run_cmd(const char *line, char *err, size_t err_len)
 {
-    char cmd[1200];
+    char cmd[4400];
     FILE *f;
     size_t n;
     int st;
@@ -454,7 +454,7 @@ static int
 run_exe_out(const char *args, char *out, size_t out_len, char *err, size_t err_len)
 {
     const char *exe = getenv("JOBQ_MATMUL_EXE");
-    char cmd[1024];
+    char cmd[3200];
     FILE *f;
     size_t n;
     int st;
