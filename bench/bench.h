@@ -312,13 +312,6 @@ bench_parse_range(const char *prog, const char *opt, const char *s, unsigned lon
     return v;
 }
 
-/* The same for any non-negative value; the message names only the option. */
-static inline unsigned long long
-bench_parse_ull(const char *opt, const char *s)
-{
-    return bench_parse_range("bench", opt, s, 0, ULLONG_MAX);
-}
-
 /*
  * Williams's balanced Latin square: the item (0 .. m-1) to run at each position of round
  * `round`, written to ret_order[0 .. m-1]. Position j runs (round + w(j)) mod m with

@@ -70,27 +70,15 @@ usage(FILE *f)
             MB_MAX, MB_DEFAULT, REPS_MAX, REPS_DEFAULT, JOBQ_CORPUS_DIR);
 }
 
-/* A positive decimal integer <= max from environment variable `name`, or def when unset. An
- * empty, signed, partial, zero or too large value is a usage error: exits 2 naming the
- * variable (a silent fallback would publish rows measured with settings nobody asked for). */
+/* A positive decimal integer <= max from environment variable `name`, or def when unset;
+ * anything else is a usage error (bench_parse_range: exits 2 naming the variable - a silent
+ * fallback would publish rows measured with settings nobody asked for). */
 static unsigned long
 env_count(const char *name, unsigned long def, unsigned long max)
 {
-    const char *s;
-    char *end = NULL;
-    unsigned long v;
+    const char *s = getenv(name);
 
-    s = getenv(name);
-    if (s == NULL)
-        return def;
-    errno = 0;
-    v = *s >= '0' && *s <= '9' ? strtoul(s, &end, 10) : 0;
-    if (end == NULL || *end != '\0' || errno != 0 || v == 0 || v > max) {
-        fprintf(stderr, "bench-letters: %s='%s': expected an integer from 1 to %lu\n", name, s,
-                max);
-        exit(2);
-    }
-    return v;
+    return s == NULL ? def : (unsigned long)bench_parse_range("bench-letters", name, s, 1, max);
 }
 
 static int
