@@ -11,6 +11,16 @@
 /* Cache line size used to keep hot fields of different threads apart (false sharing). */
 #define JOBQ__CACHE_LINE 64
 
+/* Fetch the cache line at p in the exclusive state, ahead of a store to it. GCC's
+ * __builtin_prefetch(p, 1) emits a plain read prefetch (prefetcht0) unless the target enables
+ * PRFCHW, and a line fetched shared still needs a second cross-core round trip when the store
+ * comes. x86-64 CPUs without PREFETCHW execute its opcode (0F 0D /1) as a no-op. */
+#if defined(__x86_64__) && !defined(JOBQ_NO_PREFETCHW)
+#define JOBQ__PREFETCH_W(p) __asm__ volatile("prefetchw %0" : : "m"(*(const char *)(p)))
+#else
+#define JOBQ__PREFETCH_W(p) __builtin_prefetch((p), 1, 3)
+#endif
+
 /* Initialise a condition variable that measures timeouts on CLOCK_MONOTONIC, so timed waits
  * are immune to wall-clock jumps. Returns 0 or a positive errno. */
 int jobq__cond_init_monotonic(pthread_cond_t *cond);
