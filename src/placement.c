@@ -8,9 +8,9 @@
 #include "placement.h"
 
 int
-jobq__wake_submitter(size_t size, size_t low_water, int me, int parked)
+jobq__wake_submitter(size_t size, size_t low_water, int me, int parked, int paced)
 {
-    return size <= low_water && (size <= low_water / 2 || me == parked);
+    return size <= low_water && (size <= low_water / 2 || (!paced && me == parked));
 }
 
 #ifdef __linux__

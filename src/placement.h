@@ -12,8 +12,10 @@
  * at `low_water` when the popping thread runs on `me` == `parked`, the CPU the submitter parked
  * on (the kernel then queues it locally, with no inter-processor interrupt); at half of
  * low_water whatever the CPUs. With both CPUs unknown (-1, as off Linux) that is low_water.
+ * `paced`: every parked submitter sleeps on a timer set for low water (see pace_ns in pool.c),
+ * so only the half-low-water wake-up is left to workers, as a fallback for a late timer.
  */
-int jobq__wake_submitter(size_t size, size_t low_water, int me, int parked);
+int jobq__wake_submitter(size_t size, size_t low_water, int me, int parked, int paced);
 
 #ifdef __linux__
 #include <sched.h>

@@ -101,6 +101,12 @@
  */
 #define STALL_PARK_NS 100000u
 #define STALL_TRIES 64
+/* A blocking submitter parks on a timer (see pace_ns) only when the ring's low water is at
+ * least PACE_MIN_LOW_WATER jobs and the predicted drain to it takes PACE_MIN_NS or more (the
+ * timer's default slack is 50 us); it sleeps PACE_MAX_NS at most per timer. */
+#define PACE_MIN_LOW_WATER 64
+#define PACE_MIN_NS 100000.0
+#define PACE_MAX_NS 1000000000u
 
 #if defined(__x86_64__) || defined(__i386__)
 #define cpu_relax() __builtin_ia32_pause()
@@ -201,7 +207,9 @@ struct jobq_pool {
     _Alignas(JOBQ__CACHE_LINE) atomic_uint work_sleepers;
     atomic_uint wakes_pending;    /* signals sent to `work` not yet consumed */
     atomic_uint space_sleepers;
+    atomic_uint space_paced;      /* of those, parked on a timer (see pace_ns) */
     atomic_int space_cpu;         /* CPU the last submitter to park for space parked on */
+    _Atomic uint64_t drain_ps;    /* ring drain time per job seen by the last park, ps; 0: none */
     atomic_uint waiters;          /* threads in jobq_pool_wait */
     /* Written by workers each time they start or stop searching; read only before a signal. */
     _Alignas(JOBQ__CACHE_LINE) atomic_uint searching;
@@ -424,16 +432,23 @@ current_cpu(void)
 static void
 made_room(jobq_pool *pool)
 {
+    unsigned sleepers;
     size_t size;
+    int paced;
 
     /* seq_cst load after the seq_cst CAS on head: the Dekker pair of wait_for_space(). */
-    if (atomic_load(&pool->space_sleepers) == 0)
+    sleepers = atomic_load(&pool->space_sleepers);
+    if (sleepers == 0)
         return;
     size = jobq__ring_size(&pool->ring);
-    /* The first test spares the getcpu on pops above low water. */
-    if (size <= pool->low_water &&
-        jobq__wake_submitter(size, pool->low_water, current_cpu(),
-                             atomic_load_explicit(&pool->space_cpu, memory_order_relaxed)))
+    if (size > pool->low_water)
+        return;
+    /* A stale count only moves the wake-up between low water and half of it (a paced
+     * sleeper counts itself after `space_sleepers` and uncounts itself before). */
+    paced = atomic_load_explicit(&pool->space_paced, memory_order_relaxed) >= sleepers;
+    if (jobq__wake_submitter(size, pool->low_water, paced ? -1 : current_cpu(),
+                             atomic_load_explicit(&pool->space_cpu, memory_order_relaxed),
+                             paced))
         wake_all(pool, &pool->space_sleepers, &pool->space);
 }
 
@@ -1075,6 +1090,50 @@ spin_for_space(jobq_pool *pool)
     return 0;
 }
 
+/*
+ * How long a blocking submitter on `cpu` that finds `size` jobs queued should sleep on a timer
+ * for the ring to drain to low water, at the drain rate its last park saw; 0: wait for a
+ * worker's wake-up instead (no rate yet, a small ring, a sleep too short for a timer, or a
+ * worker on the submitter's CPU).
+ *
+ * Why a timer: the worker that wakes a parked submitter pays for it inside its futex call,
+ * 5 us when the submitter is queued on the worker's own CPU and 19 us when on another (the
+ * inter-processor interrupt is a VM exit on the 2-vCPU development VM), once per refill of
+ * half the ring, and a remote wake-up only comes at half of low water (made_room). When no
+ * worker runs on the submitter's CPU, a timer that expires there costs the workers nothing:
+ * 1 worker on 2 vCPUs, 1 us jobs, alternating runs of bench-pool -j 1: single submit 0.934 ->
+ * 0.950, batch 0.931 -> 0.945 (4 pairs), 0.938 -> 0.946 and 0.935 -> 0.949 (4 more). Where a
+ * worker shares the submitter's CPU, its local wake-up is cheap and pacing measured worse
+ * (2 workers: 0.894 -> 0.867, 8 pairs; not understood), so the local rule stays there.
+ * The workers still wake a paced submitter at half of low water (jobq__wake_submitter), so a
+ * timer that comes late (the jobs got shorter; the timer's slack, 50 us by default) costs
+ * what the remote rule cost before; one that comes early parks again with the new rate.
+ */
+static uint64_t
+pace_ns(const jobq_pool *pool, int cpu, size_t size)
+{
+    uint64_t ps = atomic_load_explicit(&pool->drain_ps, memory_order_relaxed);
+    double ns;
+
+    if (ps == 0 || pool->low_water < PACE_MIN_LOW_WATER || size <= pool->low_water ||
+        cpu < 0 || worker_on(pool, NULL, cpu))
+        return 0;
+    ns = (double)(size - pool->low_water) * (double)ps * 1e-3;
+    if (ns < PACE_MIN_NS)
+        return 0;
+    return ns < PACE_MAX_NS ? (uint64_t)ns : PACE_MAX_NS;
+}
+
+/* A park that began at t0 with s0 jobs queued ended at t1 with s1: record the drain rate, if
+ * the ring never ran dry (then the workers were busy all along and the rate is theirs). */
+static void
+note_drain(jobq_pool *pool, uint64_t t0, size_t s0, uint64_t t1, size_t s1)
+{
+    if (s1 == 0 || s1 >= s0 || t1 <= t0 || t1 - t0 > UINT64_MAX / 1000)
+        return;
+    atomic_store_explicit(&pool->drain_ps, (t1 - t0) * 1000 / (s0 - s1), memory_order_relaxed);
+}
+
 /* Park until the ring has room or is closed. Returns 0, or JOBQ_ETIMEDOUT. `counted`: the
  * caller already counted this wait in producer_blocks (it spun first). */
 static int
@@ -1089,12 +1148,34 @@ wait_for_space(jobq_pool *pool, enum submit_kind kind, const struct timespec *de
     if (jobq__ring_size(&pool->ring) >= pool->ring.limit && !jobq__ring_closed(&pool->ring)) {
         if (!counted)
             atomic_fetch_add_explicit(&pool->producer_blocks, 1, memory_order_relaxed);
-        if (kind == SUBMIT_TIMED)
+        if (kind == SUBMIT_TIMED) {
             r = pthread_cond_timedwait(&pool->space, &pool->lock, deadline) == ETIMEDOUT
                     ? JOBQ_ETIMEDOUT
                     : 0;
-        else
-            (void)pthread_cond_wait(&pool->space, &pool->lock);
+        } else {
+            for (;;) {
+                size_t s0 = jobq__ring_size(&pool->ring), s1;
+                uint64_t t0 = jobq__now_ns(), ns = pace_ns(pool, cpu, s0);
+                struct timespec until;
+                int rc;
+
+                if (ns == 0) {
+                    (void)pthread_cond_wait(&pool->space, &pool->lock);
+                    note_drain(pool, t0, s0, jobq__now_ns(), jobq__ring_size(&pool->ring));
+                    break;
+                }
+                until = jobq__deadline(ns);
+                atomic_fetch_add(&pool->space_paced, 1);
+                rc = pthread_cond_timedwait(&pool->space, &pool->lock, &until);
+                atomic_fetch_sub(&pool->space_paced, 1);
+                s1 = jobq__ring_size(&pool->ring);
+                note_drain(pool, t0, s0, jobq__now_ns(), s1);
+                /* Woken (room at half of low water, a close) or drained as predicted. A timer
+                 * that came early sleeps again rather than refilling a few cells per park. */
+                if (rc != ETIMEDOUT || s1 <= pool->low_water || jobq__ring_closed(&pool->ring))
+                    break;
+            }
+        }
     }
     atomic_fetch_sub(&pool->space_sleepers, 1);
     (void)pthread_mutex_unlock(&pool->lock);

@@ -12,32 +12,44 @@
 Test(placement, submitter_is_woken_at_low_water_only_from_its_own_cpu)
 {
     /* Above low water nobody wakes it, on its CPU or not. */
-    cr_assert_not(jobq__wake_submitter(513, 512, 3, 3));
+    cr_assert_not(jobq__wake_submitter(513, 512, 3, 3, 0));
     /* At or below low water: from the CPU it parked on, yes; from another, not yet. */
-    cr_assert(jobq__wake_submitter(512, 512, 3, 3));
-    cr_assert(jobq__wake_submitter(300, 512, 3, 3));
-    cr_assert_not(jobq__wake_submitter(512, 512, 2, 3));
-    cr_assert_not(jobq__wake_submitter(257, 512, 2, 3));
+    cr_assert(jobq__wake_submitter(512, 512, 3, 3, 0));
+    cr_assert(jobq__wake_submitter(300, 512, 3, 3, 0));
+    cr_assert_not(jobq__wake_submitter(512, 512, 2, 3, 0));
+    cr_assert_not(jobq__wake_submitter(257, 512, 2, 3, 0));
     /* A popping thread whose CPU is unknown is "another CPU". */
-    cr_assert_not(jobq__wake_submitter(300, 512, -1, 3));
+    cr_assert_not(jobq__wake_submitter(300, 512, -1, 3, 0));
 }
 
 Test(placement, submitter_is_woken_at_half_low_water_from_any_cpu)
 {
-    cr_assert(jobq__wake_submitter(256, 512, 2, 3));
-    cr_assert(jobq__wake_submitter(0, 512, 2, 3));
-    cr_assert(jobq__wake_submitter(0, 512, -1, 3));
+    cr_assert(jobq__wake_submitter(256, 512, 2, 3, 0));
+    cr_assert(jobq__wake_submitter(0, 512, 2, 3, 0));
+    cr_assert(jobq__wake_submitter(0, 512, -1, 3, 0));
     /* Capacity 1 (low water 0) and 2 (low water 1): woken once the ring is empty. */
-    cr_assert(jobq__wake_submitter(0, 0, 0, 1));
-    cr_assert_not(jobq__wake_submitter(1, 1, 0, 1));
-    cr_assert(jobq__wake_submitter(0, 1, 0, 1));
+    cr_assert(jobq__wake_submitter(0, 0, 0, 1, 0));
+    cr_assert_not(jobq__wake_submitter(1, 1, 0, 1, 0));
+    cr_assert(jobq__wake_submitter(0, 1, 0, 1, 0));
 }
 
 Test(placement, submitter_with_unknown_cpus_is_woken_at_low_water)
 {
     /* Off Linux (or where getcpu fails) both CPUs read -1: the plain low-water rule. */
-    cr_assert(jobq__wake_submitter(512, 512, -1, -1));
-    cr_assert_not(jobq__wake_submitter(513, 512, -1, -1));
+    cr_assert(jobq__wake_submitter(512, 512, -1, -1, 0));
+    cr_assert_not(jobq__wake_submitter(513, 512, -1, -1, 0));
+}
+
+Test(placement, paced_submitter_is_woken_at_half_low_water_only)
+{
+    /* Parked on a timer for low water: workers wake it only as a fallback, at half of it,
+     * from any CPU - its own included. */
+    cr_assert_not(jobq__wake_submitter(512, 512, 3, 3, 1));
+    cr_assert_not(jobq__wake_submitter(257, 512, 3, 3, 1));
+    cr_assert_not(jobq__wake_submitter(300, 512, -1, -1, 1));
+    cr_assert(jobq__wake_submitter(256, 512, 3, 3, 1));
+    cr_assert(jobq__wake_submitter(256, 512, 2, 3, 1));
+    cr_assert(jobq__wake_submitter(0, 512, -1, 3, 1));
 }
 
 #ifdef __linux__

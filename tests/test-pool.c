@@ -857,6 +857,132 @@ Test(pool, discard_under_load_accounting, .timeout = 60)
     shutdown_under_load(JOBQ_DISCARD);
 }
 
+/* ---- a blocking submitter whose jobs change speed ---------------------------------------- */
+
+/* A job that spins for `us` microseconds (0: returns at once), counted in runs[i]. */
+struct paced_job {
+    atomic_uint *runs;
+    size_t i;
+    unsigned us;
+};
+
+static int
+paced_run(void *arg)
+{
+    const struct paced_job *j = arg;
+    unsigned long long until = test_now_ns() + 1000ull * j->us;
+
+    while (j->us != 0 && test_now_ns() < until)
+        ;
+    atomic_fetch_add_explicit(&j->runs[j->i], 1, memory_order_relaxed);
+    return 0;
+}
+
+/*
+ * One worker, capacity 1024 (low water 512): the submitter blocks on every refill, and after
+ * its first park it knows the drain rate, so where the worker runs on another CPU it sleeps on
+ * a timer set by that rate (see pace_ns in pool.c; on the 2-vCPU development VM 37-99 of the
+ * submitter's parks were timed, counted with an LD_PRELOAD shim). The jobs then change speed
+ * under it: 10 us -> 0 (the timer is far too late; a worker's wake-up at half of low water
+ * comes first), 0 -> 100 us (the timer is far too early; the submitter parks again), and back.
+ * Every job runs exactly once and the counts add up, whichever wake-up came first.
+ */
+Test(pool, blocked_submitter_keeps_up_when_job_speed_changes, .timeout = 60)
+{
+    static const struct {
+        unsigned us, n;
+    } phase[] = {{10, 8000}, {0, 40000}, {100, 2000}, {10, 8000}, {0, 40000}};
+    jobq_pool *p = make_pool(1, 1024);
+    struct paced_job *jobs;
+    atomic_uint *runs;
+    jobq_pool_stats st;
+    size_t n = 0, i, k, bad = 0;
+
+    for (k = 0; k < sizeof(phase) / sizeof(phase[0]); k++)
+        n += phase[k].n;
+    jobs = calloc(n, sizeof(*jobs));
+    runs = calloc(n, sizeof(*runs));
+    cr_assert(jobs != NULL && runs != NULL);
+    for (k = 0, i = 0; k < sizeof(phase) / sizeof(phase[0]); k++)
+        for (unsigned m = 0; m < phase[k].n; m++, i++) {
+            jobq_job job = {paced_run, NULL, &jobs[i]};
+
+            jobs[i].runs = runs;
+            jobs[i].i = i;
+            jobs[i].us = phase[k].us;
+            cr_assert_eq(jobq_pool_submit(p, &job), 0, "job %zu", i);
+        }
+    cr_assert_eq(jobq_pool_wait(p), 0);
+    for (i = 0; i < n; i++)
+        bad += atomic_load(&runs[i]) != 1;
+    cr_expect_eq(bad, 0, "%zu of %zu jobs did not run exactly once", bad, n);
+    cr_assert_eq(jobq_pool_get_stats(p, &st, NULL, 0), 0);
+    cr_expect_eq(st.submitted, n);
+    cr_expect_eq(st.completed, n);
+    cr_expect_gt(st.producer_blocks, 0, "a 1024-job queue never filled in %zu submits", n);
+    jobq_pool_destroy(p);
+    free(runs);
+    free(jobs);
+}
+
+/* Submits pj until a submit fails (the shutdown): how many it got in, and the error. */
+struct paced_producer {
+    jobq_pool *p;
+    struct paced_job *pj;
+    unsigned long accepted;
+    int last_err;
+};
+
+static void *
+paced_producer_thread(void *arg)
+{
+    struct paced_producer *pr = arg;
+    jobq_job job = {paced_run, NULL, pr->pj};
+    int r;
+
+    while ((r = jobq_pool_submit(pr->p, &job)) == 0)
+        pr->accepted++;
+    pr->last_err = r;
+    return NULL;
+}
+
+/* A DISCARD shutdown while the submitter parks for room, on its timer where it can (10 us
+ * jobs, a 1024-job queue): the submitter's submit fails with JOBQ_ECLOSED, every job it got
+ * in either ran or was discarded. */
+Test(pool, discard_shutdown_under_a_paced_submitter, .timeout = 30)
+{
+    jobq_pool *p = make_pool(1, 1024);
+    struct paced_producer pr;
+    struct paced_job pj;
+    atomic_uint runs = 0;
+    jobq_pool_stats st;
+    pthread_t t;
+    size_t discarded = 0;
+
+    pj.runs = &runs;
+    pj.i = 0;
+    pj.us = 10;
+    memset(&pr, 0, sizeof(pr));
+    pr.p = p;
+    pr.pj = &pj;
+    cr_assert_eq(pthread_create(&t, NULL, paced_producer_thread, &pr), 0);
+    /* Several parks: the first teaches the drain rate, the later ones can use the timer. */
+    do {
+        test_sleep_ms(5);
+        cr_assert_eq(jobq_pool_get_stats(p, &st, NULL, 0), 0);
+    } while (st.producer_blocks < 5);
+    cr_assert_eq(jobq_pool_shutdown(p, JOBQ_DISCARD, &discarded), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_expect_eq(pr.last_err, JOBQ_ECLOSED);
+    cr_assert_eq(jobq_pool_get_stats(p, &st, NULL, 0), 0);
+    cr_expect_eq(st.submitted, pr.accepted);
+    cr_expect_eq(st.submitted, st.completed + st.discarded);
+    cr_expect_eq(st.discarded, discarded);
+    cr_expect_gt(discarded, 0, "a full 1024-job queue, yet nothing was discarded");
+    cr_expect_eq(atomic_load(&runs), st.completed);
+    jobq_pool_destroy(p);
+}
+
 Test(pool, submit_after_shutdown_and_double_shutdown, .timeout = 10)
 {
     jobq_pool *p = make_pool(2, 4);
