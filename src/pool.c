@@ -14,7 +14,8 @@
  *     (short jobs), and otherwise parks and is woken only once the ring has drained to a
  *     low-water mark (half the capacity), so it refills in one burst instead of pre-empting a
  *     busy worker per job - woken by a worker on its own CPU (Linux; by any worker at a quarter
- *     of the capacity), since a wake-up onto another CPU costs the waker an interrupt;
+ *     of the capacity), since a wake-up onto another CPU costs the waker an interrupt; one
+ *     parked where no worker runs sleeps on a timer set by the drain rate instead (pace_ns);
  *   - a worker claims a batch of jobs with one CAS when the ring is long (half the ready run, so
  *     long jobs still spread over all workers), counts each job on counters in its own cache
  *     line (plain stores, one fence per batch) and times the batch with one pair of clock
