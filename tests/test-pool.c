@@ -885,7 +885,9 @@ paced_run(void *arg)
  * submitter's parks were timed, counted with an LD_PRELOAD shim). The jobs then change speed
  * under it: 10 us -> 0 (the timer is far too late; a worker's wake-up at half of low water
  * comes first), 0 -> 100 us (the timer is far too early; the submitter parks again), and back.
- * Every job runs exactly once and the counts add up, whichever wake-up came first.
+ * Every job runs exactly once and the counts add up, whichever wake-up came first. (The timer
+ * bounds every wait, so a lost wake-up would show here only as time; the DRAIN shutdown test
+ * below checks that a wake-up ends a paced park.)
  */
 Test(pool, blocked_submitter_keeps_up_when_job_speed_changes, .timeout = 60)
 {
@@ -931,6 +933,7 @@ struct paced_producer {
     struct paced_job *pj;
     unsigned long accepted;
     int last_err;
+    unsigned long long failed_ns; /* test_now_ns() when the failing submit returned */
 };
 
 static void *
@@ -942,6 +945,7 @@ paced_producer_thread(void *arg)
 
     while ((r = jobq_pool_submit(pr->p, &job)) == 0)
         pr->accepted++;
+    pr->failed_ns = test_now_ns();
     pr->last_err = r;
     return NULL;
 }
@@ -980,6 +984,51 @@ Test(pool, discard_shutdown_under_a_paced_submitter, .timeout = 30)
     cr_expect_eq(st.discarded, discarded);
     cr_expect_gt(discarded, 0, "a full 1024-job queue, yet nothing was discarded");
     cr_expect_eq(atomic_load(&runs), st.completed);
+    jobq_pool_destroy(p);
+}
+
+/*
+ * A DRAIN shutdown wakes a submitter parked for room at once, even one asleep on its timer:
+ * 1 ms jobs, a 1024-job queue, so its second park (the first measured the drain rate) sleeps
+ * ~0.5 s on a timer where no worker shares its CPU, and a worker's fallback wake-up would come
+ * only after 256 more jobs (~0.26 s). Its submit must fail with JOBQ_ECLOSED long before either;
+ * then the queued jobs still all run.
+ */
+Test(pool, drain_shutdown_wakes_a_parked_submitter_at_once, .timeout = 60)
+{
+    jobq_pool *p = make_pool(1, 1024);
+    struct paced_producer pr;
+    struct paced_job pj;
+    atomic_uint runs = 0;
+    jobq_pool_stats st;
+    pthread_t t;
+    size_t discarded = 1;
+    unsigned long long t0;
+
+    pj.runs = &runs;
+    pj.i = 0;
+    pj.us = 1000;
+    memset(&pr, 0, sizeof(pr));
+    pr.p = p;
+    pr.pj = &pj;
+    cr_assert_eq(pthread_create(&t, NULL, paced_producer_thread, &pr), 0);
+    do {
+        test_sleep_ms(5);
+        cr_assert_eq(jobq_pool_get_stats(p, &st, NULL, 0), 0);
+    } while (st.producer_blocks < 2);
+    test_sleep_ms(20); /* well inside the second park */
+    t0 = test_now_ns();
+    cr_assert_eq(jobq_pool_shutdown(p, JOBQ_DRAIN, &discarded), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_expect_eq(pr.last_err, JOBQ_ECLOSED);
+    cr_expect_lt(pr.failed_ns - t0, 100000000ull,
+                 "the parked submit returned %.1f ms after the shutdown began",
+                 (double)(pr.failed_ns - t0) * 1e-6);
+    cr_expect_eq(discarded, 0);
+    cr_assert_eq(jobq_pool_get_stats(p, &st, NULL, 0), 0);
+    cr_expect_eq(st.submitted, pr.accepted);
+    cr_expect_eq(st.completed, pr.accepted);
+    cr_expect_eq(atomic_load(&runs), pr.accepted);
     jobq_pool_destroy(p);
 }
 
