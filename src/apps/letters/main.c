@@ -91,9 +91,18 @@ usage(FILE *out)
 static int
 flushed_stdout(void)
 {
+    int e;
+
+    /* errno is cleared first: when only ferror() reports the failure (an earlier write's), a
+     * stale errno from some unrelated call must not be printed as its reason. */
+    errno = 0;
     if (fflush(stdout) == 0 && !ferror(stdout))
         return 0;
-    fprintf(stderr, "%s: error writing the output: %s\n", LT_PROG, strerror(errno));
+    e = errno;
+    if (e != 0)
+        fprintf(stderr, "%s: error writing the output: %s\n", LT_PROG, strerror(e));
+    else
+        fprintf(stderr, "%s: error writing the output\n", LT_PROG);
     return EXIT_USAGE;
 }
 
