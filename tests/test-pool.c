@@ -950,6 +950,27 @@ paced_producer_thread(void *arg)
     return NULL;
 }
 
+/* Start a thread submitting pj (jobs of `us` microseconds counted in *runs) into p without
+ * end, and return once it has blocked on the full queue `blocks` times. */
+static void
+start_paced_producer(jobq_pool *p, struct paced_producer *pr, struct paced_job *pj,
+                     atomic_uint *runs, unsigned us, uint64_t blocks, pthread_t *t)
+{
+    jobq_pool_stats st;
+
+    pj->runs = runs;
+    pj->i = 0;
+    pj->us = us;
+    memset(pr, 0, sizeof(*pr));
+    pr->p = p;
+    pr->pj = pj;
+    cr_assert_eq(pthread_create(t, NULL, paced_producer_thread, pr), 0);
+    do {
+        test_sleep_ms(5);
+        cr_assert_eq(jobq_pool_get_stats(p, &st, NULL, 0), 0);
+    } while (st.producer_blocks < blocks);
+}
+
 /* A DISCARD shutdown while the submitter parks for room, on its timer where it can (10 us
  * jobs, a 1024-job queue): the submitter's submit fails with JOBQ_ECLOSED, every job it got
  * in either ran or was discarded. */
@@ -963,18 +984,8 @@ Test(pool, discard_shutdown_under_a_paced_submitter, .timeout = 30)
     pthread_t t;
     size_t discarded = 0;
 
-    pj.runs = &runs;
-    pj.i = 0;
-    pj.us = 10;
-    memset(&pr, 0, sizeof(pr));
-    pr.p = p;
-    pr.pj = &pj;
-    cr_assert_eq(pthread_create(&t, NULL, paced_producer_thread, &pr), 0);
     /* Several parks: the first teaches the drain rate, the later ones can use the timer. */
-    do {
-        test_sleep_ms(5);
-        cr_assert_eq(jobq_pool_get_stats(p, &st, NULL, 0), 0);
-    } while (st.producer_blocks < 5);
+    start_paced_producer(p, &pr, &pj, &runs, 10, 5, &t);
     cr_assert_eq(jobq_pool_shutdown(p, JOBQ_DISCARD, &discarded), 0);
     cr_assert_eq(pthread_join(t, NULL), 0);
     cr_expect_eq(pr.last_err, JOBQ_ECLOSED);
@@ -1005,17 +1016,7 @@ Test(pool, drain_shutdown_wakes_a_parked_submitter_at_once, .timeout = 60)
     size_t discarded = 1;
     unsigned long long t0;
 
-    pj.runs = &runs;
-    pj.i = 0;
-    pj.us = 1000;
-    memset(&pr, 0, sizeof(pr));
-    pr.p = p;
-    pr.pj = &pj;
-    cr_assert_eq(pthread_create(&t, NULL, paced_producer_thread, &pr), 0);
-    do {
-        test_sleep_ms(5);
-        cr_assert_eq(jobq_pool_get_stats(p, &st, NULL, 0), 0);
-    } while (st.producer_blocks < 2);
+    start_paced_producer(p, &pr, &pj, &runs, 1000, 2, &t);
     test_sleep_ms(20); /* well inside the second park */
     t0 = test_now_ns();
     cr_assert_eq(jobq_pool_shutdown(p, JOBQ_DRAIN, &discarded), 0);
