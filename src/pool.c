@@ -684,7 +684,8 @@ worker_pop(jobq_pool *pool, struct worker *w, int *ret_left)
     batch_drain(w);
     /* With several workers take at most half of the ready run (the ring caps it at
      * MAX_BATCH), so long jobs still spread over all workers. */
-    n = jobq__ring_try_pop(&pool->ring, w->batch, MAX_BATCH, pool->threads > 1, &found);
+    n = jobq__ring_try_pop(&pool->ring, w->index, w->batch, MAX_BATCH, pool->threads > 1,
+                           &found);
     *ret_left = found > n;
     if (n == 0)
         return 0;
@@ -967,7 +968,8 @@ jobq_pool_create(jobq_pool **ret_pool, const jobq_pool_options *opts)
     if (pool == NULL)
         return JOBQ_ENOMEM;
     memset(pool, 0, sizeof(*pool));
-    err = jobq__ring_init(&pool->ring, opts->capacity);
+    /* Consumers: the workers, and a DISCARD shutdown's sweep (one at a time). */
+    err = jobq__ring_init(&pool->ring, opts->capacity, opts->threads + 1);
     if (err != 0) {
         free(pool);
         return err;
@@ -1452,7 +1454,8 @@ jobq_pool_shutdown(jobq_pool *pool, jobq_shutdown_mode mode, size_t *ret_discard
          * sweep's loads are acquire). */
         atomic_thread_fence(memory_order_seq_cst);
         /* Workers may race us for the queued jobs; what we get, we drop. */
-        while ((n = jobq__ring_try_pop(&pool->ring, batch, MAX_BATCH, 0, NULL)) > 0) {
+        while ((n = jobq__ring_try_pop(&pool->ring, pool->threads, batch, MAX_BATCH, 0,
+                                       NULL)) > 0) {
             made_room(pool);
             for (i = 0; i < n; i++)
                 drop_entry(&batch[i]);

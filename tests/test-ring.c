@@ -4,7 +4,8 @@
  * The pool tests exercise the ring through jobq_pool; these pin down the ring's own contract:
  * cell layout (one cell per cache line, the array aligned to one), FIFO order across laps,
  * the capacity bound (including capacity 1, which runs on two cells), runs claimed with one
- * push_n / pop, the `half` pop, and the closed bit that only forced pushes pass.
+ * push_n / pop, the `half` pop, the closed bit that only forced pushes pass, and a consumer's
+ * announcement holding producers off the cells it has not copied out yet.
  */
 #include <stdint.h>
 #include <string.h>
@@ -37,7 +38,7 @@ Test(ring, cells_are_cache_line_aligned_and_one_per_line)
 
     cr_assert_eq(sizeof(struct jobq__cell) % JOBQ__CACHE_LINE, 0);
     for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
-        cr_assert_eq(jobq__ring_init(&r, caps[i]), 0);
+        cr_assert_eq(jobq__ring_init(&r, caps[i], 2), 0);
         /* A cell that straddles two lines shares one with its neighbour: a producer filling
          * cell p + 1 would then invalidate the line a consumer is reading cell p from. */
         cr_expect_eq((uintptr_t)r.cells % JOBQ__CACHE_LINE, 0, "capacity %zu: cells at %p",
@@ -53,7 +54,7 @@ Test(ring, fifo_across_many_laps)
     uintptr_t next_in = 1, next_out = 1;
     size_t got, i, round;
 
-    cr_assert_eq(jobq__ring_init(&r, 5), 0); /* not a power of two: the modulo path */
+    cr_assert_eq(jobq__ring_init(&r, 5, 2), 0); /* not a power of two: the modulo path */
     for (round = 0; round < 1000; round++) {
         size_t fill = 1 + round % 5;
 
@@ -61,7 +62,7 @@ Test(ring, fifo_across_many_laps)
             e = entry(next_in++);
             cr_assert_eq(jobq__ring_try_push(&r, &e, 0), 0, "round %zu", round);
         }
-        while ((got = jobq__ring_try_pop(&r, out, 4, 0, NULL)) > 0)
+        while ((got = jobq__ring_try_pop(&r, 0, out, 4, 0, NULL)) > 0)
             for (i = 0; i < got; i++)
                 cr_assert_eq(value(&out[i]), next_out++, "round %zu", round);
     }
@@ -78,12 +79,12 @@ Test(ring, capacity_is_the_bound_even_for_one)
     size_t c, i;
 
     for (c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
-        cr_assert_eq(jobq__ring_init(&r, caps[c]), 0);
+        cr_assert_eq(jobq__ring_init(&r, caps[c], 2), 0);
         for (i = 0; i < caps[c]; i++)
             cr_assert_eq(jobq__ring_try_push(&r, &e, 0), 0);
         cr_expect_eq(jobq__ring_try_push(&r, &e, 0), JOBQ_EAGAIN, "capacity %zu", caps[c]);
         cr_expect_eq(jobq__ring_size(&r), caps[c]);
-        cr_assert_eq(jobq__ring_try_pop(&r, &out, 1, 0, NULL), 1);
+        cr_assert_eq(jobq__ring_try_pop(&r, 0, &out, 1, 0, NULL), 1);
         cr_expect_eq(jobq__ring_try_push(&r, &e, 0), 0, "room again after one pop");
         jobq__ring_fini(&r);
     }
@@ -96,7 +97,7 @@ Test(ring, push_n_claims_the_free_run_and_pop_reports_what_it_left)
     size_t got, found, i;
     int err;
 
-    cr_assert_eq(jobq__ring_init(&r, 8), 0);
+    cr_assert_eq(jobq__ring_init(&r, 8, 2), 0);
     for (i = 0; i < 8; i++)
         in[i] = entry(100 + i);
     /* 6 fit of the 8 offered after 2 are queued. */
@@ -107,19 +108,19 @@ Test(ring, push_n_claims_the_free_run_and_pop_reports_what_it_left)
     cr_expect_eq(err, JOBQ_EAGAIN);
 
     /* half: half of the ready run (rounded up), and the run's length in found. */
-    got = jobq__ring_try_pop(&r, out, 8, 1, &found);
+    got = jobq__ring_try_pop(&r, 0, out, 8, 1, &found);
     cr_expect_eq(got, 4);
     cr_expect_eq(found, 8);
     for (i = 0; i < got; i++)
         cr_expect_eq(value(&out[i]), 100 + i);
-    got = jobq__ring_try_pop(&r, out, 3, 0, &found);
+    got = jobq__ring_try_pop(&r, 0, out, 3, 0, &found);
     cr_expect_eq(got, 3);
     cr_expect_eq(found, 3);
     cr_expect_eq(value(&out[0]), 104);
     cr_expect(jobq__ring_ready(&r));
-    cr_expect_eq(jobq__ring_try_pop(&r, out, 8, 0, NULL), 1);
+    cr_expect_eq(jobq__ring_try_pop(&r, 0, out, 8, 0, NULL), 1);
     cr_expect_not(jobq__ring_ready(&r));
-    cr_expect_eq(jobq__ring_try_pop(&r, out, 8, 0, NULL), 0);
+    cr_expect_eq(jobq__ring_try_pop(&r, 0, out, 8, 0, NULL), 0);
     jobq__ring_fini(&r);
 }
 
@@ -129,7 +130,7 @@ Test(ring, closed_ring_takes_only_forced_pushes_behind_the_rest)
     struct jobq__entry e = entry(1), s = entry(2), out[4];
     int err;
 
-    cr_assert_eq(jobq__ring_init(&r, 4), 0);
+    cr_assert_eq(jobq__ring_init(&r, 4, 2), 0);
     cr_assert_eq(jobq__ring_try_push(&r, &e, 0), 0);
     jobq__ring_close(&r);
     jobq__ring_close(&r); /* idempotent */
@@ -139,8 +140,46 @@ Test(ring, closed_ring_takes_only_forced_pushes_behind_the_rest)
     cr_expect_eq(err, JOBQ_ECLOSED);
     cr_expect_eq(jobq__ring_try_push(&r, &s, 1), 0, "a forced push (sentinel) still lands");
     cr_expect_eq(jobq__ring_pushed(&r), 2);
-    cr_assert_eq(jobq__ring_try_pop(&r, out, 4, 0, NULL), 2);
+    cr_assert_eq(jobq__ring_try_pop(&r, 0, out, 4, 0, NULL), 2);
     cr_expect_eq(value(&out[0]), 1, "queued work drains first");
     cr_expect_eq(value(&out[1]), 2);
+    jobq__ring_fini(&r);
+}
+
+/*
+ * A consumer that has claimed cells but not copied them out (pre-empted between its CAS of
+ * `head` and the end of its copy) announces where its claim starts: producers must not refill
+ * those cells on the next lap, although `head` says they are taken. Simulated here by setting
+ * consumer 1's announcement by hand, as jobq__ring_try_pop does before its CAS.
+ */
+Test(ring, unfinished_pop_holds_producers_off_its_cells)
+{
+    struct jobq__ring r;
+    struct jobq__entry e = entry(7), out[4];
+    size_t i;
+    int err;
+
+    cr_assert_eq(jobq__ring_init(&r, 4, 2), 0);
+    for (i = 0; i < 4; i++)
+        cr_assert_eq(jobq__ring_try_push(&r, &e, 0), 0);
+    cr_expect_eq(jobq__ring_try_push(&r, &e, 0), JOBQ_EAGAIN, "full");
+    /* Consumer 1 "claimed" position 0 and is still copying: pop 0..3 as consumer 0, then the
+     * announcement alone keeps the cells of positions 0.. from the producers. */
+    atomic_store(&r.consumers[1].busy_from, 0);
+    cr_assert_eq(jobq__ring_try_pop(&r, 0, out, 4, 0, NULL), 4);
+    cr_expect_eq(jobq__ring_size(&r), 0);
+    cr_expect_eq(jobq__ring_try_push(&r, &e, 0), JOBQ_EAGAIN,
+                 "a cell still being copied out was handed to a producer");
+    cr_expect_eq(jobq__ring_try_push_n(&r, out, 4, &err), 0);
+    cr_expect_eq(err, JOBQ_EAGAIN);
+    /* It has copied position 0 and 1 (announces 2): two cells free again. */
+    atomic_store(&r.consumers[1].busy_from, 2);
+    cr_expect_eq(jobq__ring_try_push(&r, &e, 0), 0);
+    cr_expect_eq(jobq__ring_try_push(&r, &e, 0), 0);
+    cr_expect_eq(jobq__ring_try_push(&r, &e, 0), JOBQ_EAGAIN);
+    /* Done: the whole capacity again. */
+    atomic_store(&r.consumers[1].busy_from, JOBQ__RING_IDLE);
+    cr_expect_eq(jobq__ring_try_push_n(&r, out, 4, &err), 2);
+    cr_expect_eq(jobq__ring_size(&r), 4);
     jobq__ring_fini(&r);
 }
