@@ -226,18 +226,12 @@ jobq__ring_try_pop(struct jobq__ring *r, unsigned consumer, struct jobq__entry *
     atomic_size_t *busy = &r->consumers[consumer].busy_from;
     size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
     size_t k, i, found;
+    int announced = 0;
 
     for (;;) {
         struct jobq__cell *c = jobq__ring_cell(r, pos);
-        size_t seq;
-        intptr_t diff;
-
-        /* seq_cst, before the claim: see jobq__ring_free_below. A store that is later in this
-         * line's order than the last release (the end of our previous copy) is seq_cst too,
-         * so a producer that reads it also sees that copy done. */
-        atomic_store(busy, pos);
-        seq = atomic_load_explicit(&c->seq, memory_order_acquire);
-        diff = (intptr_t)seq - (intptr_t)(pos + 1);
+        size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        intptr_t diff = (intptr_t)seq - (intptr_t)(pos + 1);
 
         if (diff == 0) {
             /* Extend the claim over the following cells that are ready too. */
@@ -249,13 +243,21 @@ jobq__ring_try_pop(struct jobq__ring *r, unsigned consumer, struct jobq__entry *
             found = k;
             if (half)
                 k = (k + 1) / 2;
+            /* seq_cst, right before the claim (see jobq__ring_free_below): an announcement
+             * older than `head` holds producers back until we move on, so the window between
+             * the two is kept to these instructions. A store later in this line's order than
+             * our last release (the end of our previous copy) is seq_cst too, so a producer
+             * that reads it sees that copy done. */
+            atomic_store(busy, pos);
+            announced = 1;
             /* seq_cst: pairs with a parked submitter's sleeper increment (see try_push). */
             if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + k,
                                                       memory_order_seq_cst, memory_order_relaxed))
                 break;
         } else if (diff < 0) {
             /* Empty: the cell still holds the previous lap's number. */
-            atomic_store_explicit(busy, JOBQ__RING_IDLE, memory_order_release);
+            if (announced)
+                atomic_store_explicit(busy, JOBQ__RING_IDLE, memory_order_release);
             return 0;
         } else {
             /* A later lap's number: `head` moved on since we read it. */
