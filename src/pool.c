@@ -91,8 +91,9 @@
 #define SPACE_SPIN_PROBE 8
 #define SPACE_SPIN_ROOM 128
 /*
- * A ring cell can be claimed and not yet filled or emptied: a thread pre-empted between its
- * CAS and its store to the cell holds up that cell (and only it). The counts then disagree
+ * A ring cell can be claimed and not yet filled or emptied: a producer pre-empted between its
+ * CAS and its store to the cell holds up that cell, a consumer pre-empted inside its pop holds
+ * the producers at the position it announced + capacity (ring.h). The counts then disagree
  * with the cells - a worker sees jobs counted that it cannot take, a submitter sees room it
  * cannot use - and the Dekker handshake that makes a full sleep safe is not there (the other
  * side's store to the cell is a release, not seq_cst). Rather than poll until the stalled
