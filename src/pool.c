@@ -1140,6 +1140,44 @@ note_drain(jobq_pool *pool, uint64_t t0, size_t s0, uint64_t t1, size_t s1)
     atomic_store_explicit(&pool->drain_ps, (t1 - t0) * 1000 / (s0 - s1), memory_order_relaxed);
 }
 
+/*
+ * The wait of a blocking submitter on `cpu` that found the ring full, called with pool->lock
+ * held and counted in space_sleepers: on a timer where pace_ns says so, else until a worker's
+ * wake-up. Woken (room at half of low water, a close) or drained as predicted, it returns; a
+ * timer that came early sleeps again rather than refilling a few cells per park; after one
+ * that saw nothing drain at all (a job that blocks: the rate says nothing) it waits for a
+ * worker's wake-up, instead of waking every timer (a reviewer counted ~150 wake-ups behind a
+ * job blocked for 1 s).
+ */
+static void
+park_for_space(jobq_pool *pool, int cpu)
+{
+    int timer = 1;
+
+    for (;;) {
+        size_t s0 = jobq__ring_size(&pool->ring), s1;
+        uint64_t t0 = jobq__now_ns(), ns = timer ? pace_ns(pool, cpu, s0) : 0;
+        struct timespec until;
+        int rc;
+
+        if (ns == 0) {
+            (void)pthread_cond_wait(&pool->space, &pool->lock);
+            note_drain(pool, t0, s0, jobq__now_ns(), jobq__ring_size(&pool->ring));
+            return;
+        }
+        until = jobq__deadline(ns);
+        atomic_fetch_add(&pool->space_paced, 1);
+        rc = pthread_cond_timedwait(&pool->space, &pool->lock, &until);
+        atomic_fetch_sub(&pool->space_paced, 1);
+        s1 = jobq__ring_size(&pool->ring);
+        note_drain(pool, t0, s0, jobq__now_ns(), s1);
+        if (rc != ETIMEDOUT || s1 <= pool->low_water || jobq__ring_closed(&pool->ring))
+            return;
+        if (s1 >= s0)
+            timer = 0;
+    }
+}
+
 /* Park until the ring has room or is closed. Returns 0, or JOBQ_ETIMEDOUT. `counted`: the
  * caller already counted this wait in producer_blocks (it spun first). */
 static int
@@ -1154,41 +1192,12 @@ wait_for_space(jobq_pool *pool, enum submit_kind kind, const struct timespec *de
     if (jobq__ring_size(&pool->ring) >= pool->ring.limit && !jobq__ring_closed(&pool->ring)) {
         if (!counted)
             atomic_fetch_add_explicit(&pool->producer_blocks, 1, memory_order_relaxed);
-        if (kind == SUBMIT_TIMED) {
+        if (kind == SUBMIT_TIMED)
             r = pthread_cond_timedwait(&pool->space, &pool->lock, deadline) == ETIMEDOUT
                     ? JOBQ_ETIMEDOUT
                     : 0;
-        } else {
-            int timer = 1;
-
-            for (;;) {
-                size_t s0 = jobq__ring_size(&pool->ring), s1;
-                uint64_t t0 = jobq__now_ns(), ns = timer ? pace_ns(pool, cpu, s0) : 0;
-                struct timespec until;
-                int rc;
-
-                if (ns == 0) {
-                    (void)pthread_cond_wait(&pool->space, &pool->lock);
-                    note_drain(pool, t0, s0, jobq__now_ns(), jobq__ring_size(&pool->ring));
-                    break;
-                }
-                until = jobq__deadline(ns);
-                atomic_fetch_add(&pool->space_paced, 1);
-                rc = pthread_cond_timedwait(&pool->space, &pool->lock, &until);
-                atomic_fetch_sub(&pool->space_paced, 1);
-                s1 = jobq__ring_size(&pool->ring);
-                note_drain(pool, t0, s0, jobq__now_ns(), s1);
-                /* Woken (room at half of low water, a close) or drained as predicted. A timer
-                 * that came early sleeps again rather than refilling a few cells per park;
-                 * after one that saw nothing drain at all (a job that blocks: the rate says
-                 * nothing) it waits for a worker's wake-up, instead of waking every timer
-                 * (a reviewer counted ~150 wake-ups behind a job blocked for 1 s). */
-                if (rc != ETIMEDOUT || s1 <= pool->low_water || jobq__ring_closed(&pool->ring))
-                    break;
-                if (s1 >= s0)
-                    timer = 0;
-            }
-        }
+        else
+            park_for_space(pool, cpu);
     }
     atomic_fetch_sub(&pool->space_sleepers, 1);
     (void)pthread_mutex_unlock(&pool->lock);
